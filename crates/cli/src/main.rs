@@ -1,0 +1,68 @@
+//! `lockstep`: the server (`lockstep serve`) and the client commands that
+//! talk to a running server.
+
+mod client;
+mod output;
+mod secret;
+mod serve;
+mod vault;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Lockstep keeps application credentials and the vault that serves them in lockstep.
+#[derive(Parser)]
+#[command(name = "lockstep", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the Lockstep server.
+    Serve(serve::ServeArgs),
+    /// Manage vaults.
+    Vault {
+        #[command(flatten)]
+        conn: client::ConnectArgs,
+        #[command(subcommand)]
+        command: vault::VaultCommand,
+    },
+    /// Manage secrets in a vault.
+    Secret {
+        #[command(flatten)]
+        conn: client::ConnectArgs,
+        #[command(subcommand)]
+        command: secret::SecretCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lockstep: error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Vault { conn, command } => vault::run(conn, command).await,
+            Command::Secret { conn, command } => secret::run(conn, command).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lockstep: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

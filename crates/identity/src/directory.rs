@@ -1,0 +1,184 @@
+//! Tenants, app registrations, service principals and password credentials.
+
+use std::sync::Arc;
+
+use lockstep_core::SharedClock;
+use lockstep_crypto::hash::SecretHasher;
+use lockstep_crypto::random;
+use lockstep_store::{AppRow, CredentialRow, ServicePrincipalRow, Store, StoreError, TenantRow};
+use zeroize::Zeroizing;
+
+/// Errors of directory operations.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    /// No such tenant.
+    #[error("tenant '{0}' not found")]
+    TenantNotFound(String),
+    /// No such application.
+    #[error("application '{0}' not found")]
+    AppNotFound(String),
+    /// No such credential.
+    #[error("credential '{0}' not found")]
+    CredentialNotFound(String),
+    /// Invalid input; the message is safe to show.
+    #[error("{0}")]
+    Invalid(String),
+    /// Storage failure.
+    #[error("storage error: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// A password credential just created: the only time its value exists in
+/// clear outside the caller's hands.
+pub struct NewPassword {
+    /// The stored credential (hash only).
+    pub credential: CredentialRow,
+    /// The secret value, to be shown once.
+    pub secret_text: Zeroizing<String>,
+}
+
+/// Default lifetime of a password credential when none is asked for (2 years).
+pub const DEFAULT_PASSWORD_LIFETIME: i64 = 2 * 365 * 86_400;
+
+/// The directory of tenants, apps and credentials.
+pub struct Directory {
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+    hasher: SecretHasher,
+}
+
+impl Directory {
+    /// A directory over `store`, hashing client secrets with `hasher`.
+    pub fn new(store: Arc<dyn Store>, clock: SharedClock, hasher: SecretHasher) -> Self {
+        Self {
+            store,
+            clock,
+            hasher,
+        }
+    }
+
+    /// The secret hasher (for authenticating clients).
+    pub fn hasher(&self) -> &SecretHasher {
+        &self.hasher
+    }
+
+    /// Creates a tenant.
+    pub fn create_tenant(&self, display_name: &str) -> Result<TenantRow, DirectoryError> {
+        let row = TenantRow {
+            id: random::guid(),
+            display_name: display_name.to_owned(),
+            created: self.clock.unix(),
+        };
+        self.store.tenant_create(&row)?;
+        Ok(row)
+    }
+
+    /// Looks a tenant up.
+    pub fn tenant(&self, id: &str) -> Result<Option<TenantRow>, DirectoryError> {
+        Ok(self.store.tenant_get(&id.to_ascii_lowercase())?)
+    }
+
+    /// Creates an app registration and its service principal.
+    pub fn create_app(
+        &self,
+        tenant_id: &str,
+        display_name: &str,
+    ) -> Result<(AppRow, ServicePrincipalRow), DirectoryError> {
+        let name = display_name.trim();
+        if name.is_empty() || name.chars().count() > 256 {
+            return Err(DirectoryError::Invalid(
+                "displayName must be 1-256 characters long.".into(),
+            ));
+        }
+        if self.store.tenant_get(tenant_id)?.is_none() {
+            return Err(DirectoryError::TenantNotFound(tenant_id.to_owned()));
+        }
+        let now = self.clock.unix();
+        let app = AppRow {
+            object_id: random::guid(),
+            tenant_id: tenant_id.to_owned(),
+            app_id: random::guid(),
+            display_name: name.to_owned(),
+            created: now,
+        };
+        let sp = ServicePrincipalRow {
+            object_id: random::guid(),
+            tenant_id: tenant_id.to_owned(),
+            app_id: app.app_id.clone(),
+            display_name: name.to_owned(),
+            created: now,
+        };
+        self.store.app_create(&app, &sp)?;
+        Ok((app, sp))
+    }
+
+    /// Adds a password credential to an app. `start`/`end` default to now
+    /// and now + 2 years.
+    pub fn add_password(
+        &self,
+        app_object_id: &str,
+        display_name: Option<String>,
+        start: Option<i64>,
+        end: Option<i64>,
+    ) -> Result<NewPassword, DirectoryError> {
+        if self.store.app_by_object_id(app_object_id)?.is_none() {
+            return Err(DirectoryError::AppNotFound(app_object_id.to_owned()));
+        }
+        let now = self.clock.unix();
+        let start = start.unwrap_or(now);
+        let end = end.unwrap_or(start + DEFAULT_PASSWORD_LIFETIME);
+        if end <= start {
+            return Err(DirectoryError::Invalid(
+                "endDateTime must be later than startDateTime.".into(),
+            ));
+        }
+        let secret_text = random::client_secret();
+        let salt = random::bytes::<16>().to_vec();
+        let hash = self.hasher.hash(&salt, secret_text.as_bytes());
+        let credential = CredentialRow {
+            key_id: random::guid(),
+            app_object_id: app_object_id.to_owned(),
+            display_name,
+            hint: secret_text.chars().take(3).collect(),
+            salt,
+            hash,
+            start,
+            end,
+            created: now,
+        };
+        self.store.credential_insert(&credential)?;
+        Ok(NewPassword {
+            credential,
+            secret_text,
+        })
+    }
+
+    /// Removes a password credential; it stops working at once.
+    pub fn remove_password(&self, app_object_id: &str, key_id: &str) -> Result<(), DirectoryError> {
+        match self
+            .store
+            .credential_delete(app_object_id, &key_id.to_ascii_lowercase())
+        {
+            Err(StoreError::NotFound) => Err(DirectoryError::CredentialNotFound(key_id.to_owned())),
+            other => Ok(other?),
+        }
+    }
+
+    /// The service principal of an app, by application id.
+    pub fn service_principal(
+        &self,
+        app_id: &str,
+    ) -> Result<Option<ServicePrincipalRow>, DirectoryError> {
+        Ok(self.store.sp_by_app_id(app_id)?)
+    }
+
+    /// A live app by application (client) id.
+    pub fn app_by_app_id(&self, app_id: &str) -> Result<Option<AppRow>, DirectoryError> {
+        Ok(self.store.app_by_app_id(&app_id.to_ascii_lowercase())?)
+    }
+
+    /// The password credentials of an app.
+    pub fn credentials(&self, app_object_id: &str) -> Result<Vec<CredentialRow>, DirectoryError> {
+        Ok(self.store.credential_list(app_object_id)?)
+    }
+}

@@ -1,0 +1,19 @@
+//! The Lockstep server: TLS listener, routing by host, the wire APIs (Key
+//! Vault data plane, Entra token endpoint, management), and start-up of a
+//! data directory. Domain logic lives in the `vault` and `identity` crates;
+//! this crate only translates between HTTP and them.
+
+mod auth;
+mod bootstrap;
+pub mod config;
+mod keyvault;
+mod listener;
+mod management;
+mod oauth;
+mod routes;
+mod state;
+mod tls;
+
+pub use bootstrap::{BootstrapAdmin, BOOTSTRAP_FILE};
+pub use config::ServeConfig;
+pub use listener::{serve, ServeError};

@@ -1,0 +1,143 @@
+//! Persistence. [`Store`] is what the domain crates need; [`SqliteStore`] is
+//! the embedded implementation (one SQLite database in WAL mode, one writer,
+//! a pool of readers so that reads never wait on a global lock).
+
+mod records;
+mod sqlite;
+
+pub use records::*;
+pub use sqlite::SqliteStore;
+
+/// Errors from a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The secret exists but is deleted (recoverable); its name cannot be reused.
+    #[error("the secret is deleted but recoverable")]
+    DeletedButRecoverable,
+    /// A row with this key already exists.
+    #[error("already exists")]
+    AlreadyExists,
+    /// The row to change does not exist.
+    #[error("not found")]
+    NotFound,
+    /// The database failed.
+    #[error("database error: {0}")]
+    Backend(String),
+}
+
+/// Result of a store operation.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything Lockstep persists. Calls are blocking; async callers run
+/// writes on a blocking thread.
+pub trait Store: Send + Sync + 'static {
+    // --- meta -----------------------------------------------------------
+    /// Reads an opaque metadata value.
+    fn meta_get(&self, key: &str) -> StoreResult<Option<Vec<u8>>>;
+    /// Writes a metadata value only if the key is absent; returns whether it was written.
+    fn meta_put_new(&self, key: &str, value: &[u8]) -> StoreResult<bool>;
+
+    // --- tenants and vaults ---------------------------------------------
+    /// Creates a tenant.
+    fn tenant_create(&self, tenant: &TenantRow) -> StoreResult<()>;
+    /// Looks a tenant up by id.
+    fn tenant_get(&self, id: &str) -> StoreResult<Option<TenantRow>>;
+    /// All tenants, oldest first.
+    fn tenant_list(&self) -> StoreResult<Vec<TenantRow>>;
+    /// Creates a vault; [`StoreError::AlreadyExists`] if the name is taken.
+    fn vault_create(&self, vault: &VaultRow) -> StoreResult<()>;
+    /// Looks a vault up by name.
+    fn vault_get(&self, name: &str) -> StoreResult<Option<VaultRow>>;
+    /// All vaults by name.
+    fn vault_list(&self) -> StoreResult<Vec<VaultRow>>;
+    /// Deletes a vault and every secret in it.
+    fn vault_delete(&self, name: &str) -> StoreResult<()>;
+
+    // --- secrets ----------------------------------------------------------
+    /// Adds a version (its `seq` is assigned here and returned), creating the
+    /// secret if needed; refuses a deleted secret.
+    fn version_insert(&self, version: &VersionRow) -> StoreResult<i64>;
+    /// The latest version of a live secret.
+    fn version_latest(&self, vault: &str, name_key: &str) -> StoreResult<Option<VersionRow>>;
+    /// One version of a live secret.
+    fn version_get(
+        &self,
+        vault: &str,
+        name_key: &str,
+        version: &str,
+    ) -> StoreResult<Option<VersionRow>>;
+    /// Updates a version's mutable attributes (enabled, nbf, exp, contentType, tags, updated).
+    fn version_update(&self, version: &VersionRow) -> StoreResult<()>;
+    /// Live secrets ordered by name key, after `after`, at most `limit`; each with its latest version.
+    fn secret_list(
+        &self,
+        vault: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<SecretRow>>;
+    /// Versions of a live secret ordered by sequence, after `after_seq`.
+    fn version_list(
+        &self,
+        vault: &str,
+        name_key: &str,
+        after_seq: Option<i64>,
+        limit: usize,
+    ) -> StoreResult<Vec<VersionRow>>;
+    /// Whether the secret exists (live or deleted).
+    fn secret_get(&self, vault: &str, name_key: &str) -> StoreResult<Option<SecretRow>>;
+    /// Marks a live secret deleted.
+    fn secret_delete(
+        &self,
+        vault: &str,
+        name_key: &str,
+        deleted_at: i64,
+        purge_at: i64,
+    ) -> StoreResult<()>;
+    /// Deleted secrets ordered by name key.
+    fn deleted_list(
+        &self,
+        vault: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<SecretRow>>;
+    /// Makes a deleted secret live again.
+    fn secret_recover(&self, vault: &str, name_key: &str) -> StoreResult<()>;
+    /// Removes a deleted secret and its versions for good.
+    fn secret_purge(&self, vault: &str, name_key: &str) -> StoreResult<()>;
+    /// Removes every deleted secret whose purge time is at or before `now`; returns how many.
+    fn purge_expired(&self, now: i64) -> StoreResult<usize>;
+    /// Every version of a secret, live or deleted, oldest first.
+    fn version_list_any(&self, vault: &str, name_key: &str) -> StoreResult<Vec<VersionRow>>;
+    /// Every version of a live secret, oldest first (for backup).
+    fn version_all(&self, vault: &str, name_key: &str) -> StoreResult<Vec<VersionRow>>;
+    /// Restores a secret's versions; refuses if the name exists (live or deleted).
+    fn secret_restore(&self, versions: &[VersionRow]) -> StoreResult<()>;
+
+    // --- applications and credentials ----------------------------------------
+    /// Creates an app registration with its service principal.
+    fn app_create(&self, app: &AppRow, sp: &ServicePrincipalRow) -> StoreResult<()>;
+    /// A live app by its application (client) id.
+    fn app_by_app_id(&self, app_id: &str) -> StoreResult<Option<AppRow>>;
+    /// A live app by its object id.
+    fn app_by_object_id(&self, object_id: &str) -> StoreResult<Option<AppRow>>;
+    /// The service principal of an application id.
+    fn sp_by_app_id(&self, app_id: &str) -> StoreResult<Option<ServicePrincipalRow>>;
+    /// Adds a password credential to an app.
+    fn credential_insert(&self, cred: &CredentialRow) -> StoreResult<()>;
+    /// The password credentials of an app.
+    fn credential_list(&self, app_object_id: &str) -> StoreResult<Vec<CredentialRow>>;
+    /// Removes a password credential.
+    fn credential_delete(&self, app_object_id: &str, key_id: &str) -> StoreResult<()>;
+
+    // --- signing keys and roles -------------------------------------------------
+    /// Stores a new signing key.
+    fn signing_key_insert(&self, key: &SigningKeyRow) -> StoreResult<()>;
+    /// Retires every active signing key at `now` and stores `next` as the active one.
+    fn signing_key_rotate(&self, next: &SigningKeyRow, now: i64) -> StoreResult<()>;
+    /// Every signing key, oldest first.
+    fn signing_key_list(&self) -> StoreResult<Vec<SigningKeyRow>>;
+    /// Adds a role assignment.
+    fn role_assignment_insert(&self, ra: &RoleAssignmentRow) -> StoreResult<()>;
+    /// The role assignments of a principal.
+    fn role_assignments_for(&self, principal_id: &str) -> StoreResult<Vec<RoleAssignmentRow>>;
+}

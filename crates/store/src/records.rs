@@ -1,0 +1,167 @@
+//! Rows as the store reads and writes them.
+
+use lockstep_core::Tags;
+
+/// A tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRow {
+    /// Tenant id (GUID).
+    pub id: String,
+    /// Display name.
+    pub display_name: String,
+    /// Creation time (Unix seconds).
+    pub created: i64,
+}
+
+/// A vault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultRow {
+    /// Vault name (DNS label).
+    pub name: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Creation time.
+    pub created: i64,
+}
+
+/// One sealed version of a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionRow {
+    /// Vault name.
+    pub vault: String,
+    /// Lowercased secret name (the key).
+    pub name_key: String,
+    /// The secret name as first written.
+    pub name: String,
+    /// Monotonic order of versions within the secret.
+    pub seq: i64,
+    /// 32-hex version id.
+    pub version: String,
+    /// Whether the value may be read.
+    pub enabled: bool,
+    /// Not-before (Unix seconds).
+    pub nbf: Option<i64>,
+    /// Expiry (Unix seconds).
+    pub exp: Option<i64>,
+    /// Created (Unix seconds).
+    pub created: i64,
+    /// Updated (Unix seconds).
+    pub updated: i64,
+    /// Content type.
+    pub content_type: Option<String>,
+    /// Tags.
+    pub tags: Tags,
+    /// Whether Lockstep manages this secret (rotation).
+    pub managed: bool,
+    /// The version that was latest when this one was written.
+    pub previous_version: Option<String>,
+    /// The KEK that wrapped the data key.
+    pub kek_id: String,
+    /// The wrapped data key.
+    pub wrapped_dek: Vec<u8>,
+    /// The sealed value.
+    pub ciphertext: Vec<u8>,
+}
+
+/// A secret: its deletion state and its latest version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRow {
+    /// The latest version.
+    pub latest: VersionRow,
+    /// Set when the secret is soft-deleted.
+    pub deleted: Option<Deletion>,
+}
+
+/// When a secret was deleted and when it will be purged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deletion {
+    /// Deletion time.
+    pub deleted_at: i64,
+    /// Scheduled purge time.
+    pub purge_at: i64,
+}
+
+/// An app registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppRow {
+    /// Object id.
+    pub object_id: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// Application (client) id.
+    pub app_id: String,
+    /// Display name.
+    pub display_name: String,
+    /// Creation time.
+    pub created: i64,
+}
+
+/// The service principal of an app in its tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePrincipalRow {
+    /// Object id (the token's `oid`).
+    pub object_id: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// Application id.
+    pub app_id: String,
+    /// Display name.
+    pub display_name: String,
+    /// Creation time.
+    pub created: i64,
+}
+
+/// A password credential (client secret), stored only as a keyed hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialRow {
+    /// Credential key id (GUID).
+    pub key_id: String,
+    /// The app it belongs to.
+    pub app_object_id: String,
+    /// Display name.
+    pub display_name: Option<String>,
+    /// First three characters of the secret.
+    pub hint: String,
+    /// Per-credential salt.
+    pub salt: Vec<u8>,
+    /// Keyed hash of the secret.
+    pub hash: Vec<u8>,
+    /// Valid from.
+    pub start: i64,
+    /// Valid until.
+    pub end: i64,
+    /// Creation time.
+    pub created: i64,
+}
+
+/// A token signing key, sealed like a secret value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKeyRow {
+    /// Key id.
+    pub kid: String,
+    /// Creation time.
+    pub created: i64,
+    /// KEK that wrapped the data key.
+    pub kek_id: String,
+    /// Wrapped data key.
+    pub wrapped_dek: Vec<u8>,
+    /// Sealed PKCS#8 document.
+    pub sealed_pkcs8: Vec<u8>,
+    /// When it stopped signing (still published until its tokens expire).
+    pub retired_at: Option<i64>,
+}
+
+/// A role assigned to a principal at a scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleAssignmentRow {
+    /// Assignment id.
+    pub id: String,
+    /// Principal object id.
+    pub principal_id: String,
+    /// Role name.
+    pub role: String,
+    /// Scope path, e.g. `/` or `/vaults/default`.
+    pub scope: String,
+    /// Creation time.
+    pub created: i64,
+}

@@ -1,0 +1,821 @@
+//! The embedded store: SQLite in WAL mode. One writer connection behind a
+//! mutex (SQLite allows one writer anyway) and a pool of reader connections,
+//! so reads run in parallel and never wait for a write to commit.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction};
+
+use crate::*;
+
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_init.sql")];
+const MAX_IDLE_READERS: usize = 32;
+
+/// The SQLite implementation of [`Store`].
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the database at `path`.
+    pub fn open(path: &Path) -> StoreResult<Self> {
+        create_private_file(path)?;
+        let conn = Connection::open(path).map_err(backend)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA busy_timeout = 10000;",
+        )
+        .map_err(backend)?;
+        migrate(&conn)?;
+        Ok(Self {
+            path: path.to_owned(),
+            writer: Mutex::new(conn),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn open_reader(&self) -> StoreResult<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(backend)?;
+        conn.execute_batch("PRAGMA busy_timeout = 10000;")
+            .map_err(backend)?;
+        Ok(conn)
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
+        let pooled = lock(&self.readers).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => self.open_reader()?,
+        };
+        let result = f(&conn).map_err(backend);
+        let mut pool = lock(&self.readers);
+        if pool.len() < MAX_IDLE_READERS {
+            pool.push(conn);
+        }
+        result
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
+        let mut conn = lock(&self.writer);
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(backend)?;
+        Ok(out)
+    }
+}
+
+/// Creates the database file with owner-only permissions before SQLite
+/// opens it, so that it (and the WAL/SHM files SQLite derives from it) are
+/// never world-readable.
+fn create_private_file(path: &Path) -> StoreResult<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.exists() {
+        return Ok(());
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map(|_| ())
+        .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", path.display())))
+}
+
+fn migrate(conn: &Connection) -> StoreResult<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)",
+    )
+    .map_err(backend)?;
+    let applied: i64 = conn
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    if applied as usize > MIGRATIONS.len() {
+        return Err(StoreError::Backend(format!(
+            "the database schema (version {applied}) is newer than this build of Lockstep supports"
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+        let version = i as i64 + 1;
+        let tx = conn.unchecked_transaction().map_err(backend)?;
+        tx.execute_batch(sql).map_err(backend)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version) VALUES (?1)",
+            [version],
+        )
+        .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+    }
+    Ok(())
+}
+
+const VERSION_COLS: &str = "v.vault, v.name_key, s.name, v.seq, v.version, v.enabled, v.nbf, v.exp, \
+     v.created, v.updated, v.content_type, v.tags, v.managed, v.kek_id, v.wrapped_dek, v.ciphertext, \
+     v.previous_version";
+
+fn version_from_row(r: &Row<'_>) -> rusqlite::Result<VersionRow> {
+    let tags: String = r.get(11)?;
+    Ok(VersionRow {
+        vault: r.get(0)?,
+        name_key: r.get(1)?,
+        name: r.get(2)?,
+        seq: r.get(3)?,
+        version: r.get(4)?,
+        enabled: r.get(5)?,
+        nbf: r.get(6)?,
+        exp: r.get(7)?,
+        created: r.get(8)?,
+        updated: r.get(9)?,
+        content_type: r.get(10)?,
+        tags: serde_json::from_str(&tags).unwrap_or_default(),
+        managed: r.get(12)?,
+        kek_id: r.get(13)?,
+        wrapped_dek: r.get(14)?,
+        ciphertext: r.get(15)?,
+        previous_version: r.get(16)?,
+    })
+}
+
+fn secret_from_row(r: &Row<'_>) -> rusqlite::Result<SecretRow> {
+    let latest = version_from_row(r)?;
+    let deleted_at: Option<i64> = r.get(17)?;
+    let purge_at: Option<i64> = r.get(18)?;
+    Ok(SecretRow {
+        latest,
+        deleted: deleted_at.map(|d| Deletion {
+            deleted_at: d,
+            purge_at: purge_at.unwrap_or(d),
+        }),
+    })
+}
+
+fn tags_json(tags: &lockstep_core::Tags) -> String {
+    serde_json::to_string(tags).unwrap_or_else(|_| "{}".into())
+}
+
+fn insert_version_row(
+    tx: &Transaction<'_>,
+    v: &VersionRow,
+    seq: i64,
+    previous: Option<&str>,
+) -> StoreResult<()> {
+    tx.prepare_cached(
+        "INSERT INTO secret_versions (vault, name_key, seq, version, enabled, nbf, exp, created, updated,
+             content_type, tags, managed, kek_id, wrapped_dek, ciphertext, previous_version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            v.vault,
+            v.name_key,
+            seq,
+            v.version,
+            v.enabled,
+            v.nbf,
+            v.exp,
+            v.created,
+            v.updated,
+            v.content_type,
+            tags_json(&v.tags),
+            v.managed,
+            v.kek_id,
+            v.wrapped_dek,
+            v.ciphertext,
+            previous
+        ])
+    })
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn app_from_row(r: &Row<'_>) -> rusqlite::Result<AppRow> {
+    Ok(AppRow {
+        object_id: r.get(0)?,
+        tenant_id: r.get(1)?,
+        app_id: r.get(2)?,
+        display_name: r.get(3)?,
+        created: r.get(4)?,
+    })
+}
+
+impl Store for SqliteStore {
+    fn meta_get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.read(|c| {
+            c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()
+        })
+    }
+
+    fn meta_put_new(&self, key: &str, value: &[u8]) -> StoreResult<bool> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+                    params![key, value],
+                )
+                .map_err(backend)?;
+            Ok(n == 1)
+        })
+    }
+
+    fn tenant_create(&self, t: &TenantRow) -> StoreResult<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO tenants (id, display_name, created) VALUES (?1, ?2, ?3)",
+                params![t.id, t.display_name, t.created],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn tenant_get(&self, id: &str) -> StoreResult<Option<TenantRow>> {
+        self.read(|c| {
+            c.prepare_cached("SELECT id, display_name, created FROM tenants WHERE id = ?1")?
+                .query_row([id], |r| {
+                    Ok(TenantRow {
+                        id: r.get(0)?,
+                        display_name: r.get(1)?,
+                        created: r.get(2)?,
+                    })
+                })
+                .optional()
+        })
+    }
+
+    fn tenant_list(&self) -> StoreResult<Vec<TenantRow>> {
+        self.read(|c| {
+            c.prepare_cached("SELECT id, display_name, created FROM tenants ORDER BY created, id")?
+                .query_map([], |r| {
+                    Ok(TenantRow {
+                        id: r.get(0)?,
+                        display_name: r.get(1)?,
+                        created: r.get(2)?,
+                    })
+                })?
+                .collect()
+        })
+    }
+
+    fn vault_create(&self, v: &VaultRow) -> StoreResult<()> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "INSERT INTO vaults (name, tenant_id, created) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (name) DO NOTHING",
+                    params![v.name, v.tenant_id, v.created],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                Err(StoreError::AlreadyExists)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn vault_get(&self, name: &str) -> StoreResult<Option<VaultRow>> {
+        self.read(|c| {
+            c.prepare_cached("SELECT name, tenant_id, created FROM vaults WHERE name = ?1")?
+                .query_row([name], |r| {
+                    Ok(VaultRow {
+                        name: r.get(0)?,
+                        tenant_id: r.get(1)?,
+                        created: r.get(2)?,
+                    })
+                })
+                .optional()
+        })
+    }
+
+    fn vault_list(&self) -> StoreResult<Vec<VaultRow>> {
+        self.read(|c| {
+            c.prepare_cached("SELECT name, tenant_id, created FROM vaults ORDER BY name")?
+                .query_map([], |r| {
+                    Ok(VaultRow {
+                        name: r.get(0)?,
+                        tenant_id: r.get(1)?,
+                        created: r.get(2)?,
+                    })
+                })?
+                .collect()
+        })
+    }
+
+    fn vault_delete(&self, name: &str) -> StoreResult<()> {
+        self.write(|tx| {
+            tx.execute("DELETE FROM secret_versions WHERE vault = ?1", [name])
+                .map_err(backend)?;
+            tx.execute("DELETE FROM secrets WHERE vault = ?1", [name])
+                .map_err(backend)?;
+            let n = tx
+                .execute("DELETE FROM vaults WHERE name = ?1", [name])
+                .map_err(backend)?;
+            if n == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn version_insert(&self, v: &VersionRow) -> StoreResult<i64> {
+        self.write(|tx| {
+            let existing: Option<(i64, Option<i64>)> = tx
+                .prepare_cached(
+                    "SELECT latest_seq, deleted_at FROM secrets WHERE vault = ?1 AND name_key = ?2",
+                )
+                .and_then(|mut st| {
+                    st.query_row(params![v.vault, v.name_key], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                })
+                .map_err(backend)?;
+            let (seq, previous) = match existing {
+                Some((_, Some(_))) => return Err(StoreError::DeletedButRecoverable),
+                Some((latest, None)) => {
+                    let previous: Option<String> = tx
+                        .prepare_cached(
+                            "SELECT version FROM secret_versions WHERE vault = ?1 AND name_key = ?2 AND seq = ?3",
+                        )
+                        .and_then(|mut st| {
+                            st.query_row(params![v.vault, v.name_key, latest], |r| r.get(0))
+                                .optional()
+                        })
+                        .map_err(backend)?;
+                    tx.prepare_cached(
+                        "UPDATE secrets SET latest_seq = ?3 WHERE vault = ?1 AND name_key = ?2",
+                    )
+                    .and_then(|mut st| st.execute(params![v.vault, v.name_key, latest + 1]))
+                    .map_err(backend)?;
+                    (latest + 1, previous)
+                }
+                None => {
+                    tx.prepare_cached(
+                        "INSERT INTO secrets (vault, name_key, name, latest_seq) VALUES (?1, ?2, ?3, 1)",
+                    )
+                    .and_then(|mut st| st.execute(params![v.vault, v.name_key, v.name]))
+                    .map_err(backend)?;
+                    (1, None)
+                }
+            };
+            insert_version_row(tx, v, seq, previous.as_deref())?;
+            Ok(seq)
+        })
+    }
+
+    fn version_latest(&self, vault: &str, name_key: &str) -> StoreResult<Option<VersionRow>> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {VERSION_COLS} FROM secrets s JOIN secret_versions v
+                   ON v.vault = s.vault AND v.name_key = s.name_key AND v.seq = s.latest_seq
+                 WHERE s.vault = ?1 AND s.name_key = ?2 AND s.deleted_at IS NULL"
+            ))?
+            .query_row([vault, name_key], version_from_row)
+            .optional()
+        })
+    }
+
+    fn version_get(
+        &self,
+        vault: &str,
+        name_key: &str,
+        version: &str,
+    ) -> StoreResult<Option<VersionRow>> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {VERSION_COLS} FROM secrets s JOIN secret_versions v
+                   ON v.vault = s.vault AND v.name_key = s.name_key
+                 WHERE s.vault = ?1 AND s.name_key = ?2 AND v.version = ?3 AND s.deleted_at IS NULL"
+            ))?
+            .query_row([vault, name_key, version], version_from_row)
+            .optional()
+        })
+    }
+
+    fn version_update(&self, v: &VersionRow) -> StoreResult<()> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE secret_versions SET enabled = ?4, nbf = ?5, exp = ?6, content_type = ?7,
+                         tags = ?8, updated = ?9
+                     WHERE vault = ?1 AND name_key = ?2 AND version = ?3",
+                    params![
+                        v.vault,
+                        v.name_key,
+                        v.version,
+                        v.enabled,
+                        v.nbf,
+                        v.exp,
+                        v.content_type,
+                        tags_json(&v.tags),
+                        v.updated
+                    ],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn secret_list(
+        &self,
+        vault: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<SecretRow>> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {VERSION_COLS}, s.deleted_at, s.purge_at FROM secrets s JOIN secret_versions v
+                   ON v.vault = s.vault AND v.name_key = s.name_key AND v.seq = s.latest_seq
+                 WHERE s.vault = ?1 AND s.deleted_at IS NULL AND s.name_key > ?2
+                 ORDER BY s.name_key LIMIT ?3"
+            ))?
+            .query_map(params![vault, after.unwrap_or(""), limit as i64], secret_from_row)?
+            .collect()
+        })
+    }
+
+    fn version_list(
+        &self,
+        vault: &str,
+        name_key: &str,
+        after_seq: Option<i64>,
+        limit: usize,
+    ) -> StoreResult<Vec<VersionRow>> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {VERSION_COLS} FROM secrets s JOIN secret_versions v
+                   ON v.vault = s.vault AND v.name_key = s.name_key
+                 WHERE s.vault = ?1 AND s.name_key = ?2 AND s.deleted_at IS NULL AND v.seq > ?3
+                 ORDER BY v.seq LIMIT ?4"
+            ))?
+            .query_map(
+                params![vault, name_key, after_seq.unwrap_or(0), limit as i64],
+                version_from_row,
+            )?
+            .collect()
+        })
+    }
+
+    fn secret_get(&self, vault: &str, name_key: &str) -> StoreResult<Option<SecretRow>> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {VERSION_COLS}, s.deleted_at, s.purge_at FROM secrets s JOIN secret_versions v
+                   ON v.vault = s.vault AND v.name_key = s.name_key AND v.seq = s.latest_seq
+                 WHERE s.vault = ?1 AND s.name_key = ?2"
+            ))?
+            .query_row([vault, name_key], secret_from_row)
+            .optional()
+        })
+    }
+
+    fn secret_delete(
+        &self,
+        vault: &str,
+        name_key: &str,
+        deleted_at: i64,
+        purge_at: i64,
+    ) -> StoreResult<()> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE secrets SET deleted_at = ?3, purge_at = ?4
+                     WHERE vault = ?1 AND name_key = ?2 AND deleted_at IS NULL",
+                    params![vault, name_key, deleted_at, purge_at],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn deleted_list(
+        &self,
+        vault: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<SecretRow>> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {VERSION_COLS}, s.deleted_at, s.purge_at FROM secrets s JOIN secret_versions v
+                   ON v.vault = s.vault AND v.name_key = s.name_key AND v.seq = s.latest_seq
+                 WHERE s.vault = ?1 AND s.deleted_at IS NOT NULL AND s.name_key > ?2
+                 ORDER BY s.name_key LIMIT ?3"
+            ))?
+            .query_map(params![vault, after.unwrap_or(""), limit as i64], secret_from_row)?
+            .collect()
+        })
+    }
+
+    fn secret_recover(&self, vault: &str, name_key: &str) -> StoreResult<()> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE secrets SET deleted_at = NULL, purge_at = NULL
+                     WHERE vault = ?1 AND name_key = ?2 AND deleted_at IS NOT NULL",
+                    params![vault, name_key],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn secret_purge(&self, vault: &str, name_key: &str) -> StoreResult<()> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "DELETE FROM secrets WHERE vault = ?1 AND name_key = ?2 AND deleted_at IS NOT NULL",
+                    params![vault, name_key],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            tx.execute(
+                "DELETE FROM secret_versions WHERE vault = ?1 AND name_key = ?2",
+                params![vault, name_key],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn purge_expired(&self, now: i64) -> StoreResult<usize> {
+        self.write(|tx| {
+            tx.execute(
+                "DELETE FROM secret_versions WHERE (vault, name_key) IN
+                   (SELECT vault, name_key FROM secrets WHERE deleted_at IS NOT NULL AND purge_at <= ?1)",
+                [now],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "DELETE FROM secrets WHERE deleted_at IS NOT NULL AND purge_at <= ?1",
+                [now],
+            )
+            .map_err(backend)
+        })
+    }
+
+    fn version_list_any(&self, vault: &str, name_key: &str) -> StoreResult<Vec<VersionRow>> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {VERSION_COLS} FROM secrets s JOIN secret_versions v
+                   ON v.vault = s.vault AND v.name_key = s.name_key
+                 WHERE s.vault = ?1 AND s.name_key = ?2 ORDER BY v.seq"
+            ))?
+            .query_map([vault, name_key], version_from_row)?
+            .collect()
+        })
+    }
+
+    fn version_all(&self, vault: &str, name_key: &str) -> StoreResult<Vec<VersionRow>> {
+        self.version_list(vault, name_key, None, usize::MAX >> 2)
+    }
+
+    fn secret_restore(&self, versions: &[VersionRow]) -> StoreResult<()> {
+        let Some(first) = versions.first() else {
+            return Err(StoreError::NotFound);
+        };
+        self.write(|tx| {
+            let existing: Option<Option<i64>> = tx
+                .query_row(
+                    "SELECT deleted_at FROM secrets WHERE vault = ?1 AND name_key = ?2",
+                    params![first.vault, first.name_key],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            match existing {
+                Some(Some(_)) => return Err(StoreError::DeletedButRecoverable),
+                Some(None) => return Err(StoreError::AlreadyExists),
+                None => {}
+            }
+            let latest = versions.iter().map(|v| v.seq).max().unwrap_or(1);
+            tx.execute(
+                "INSERT INTO secrets (vault, name_key, name, latest_seq) VALUES (?1, ?2, ?3, ?4)",
+                params![first.vault, first.name_key, first.name, latest],
+            )
+            .map_err(backend)?;
+            for v in versions {
+                insert_version_row(tx, v, v.seq, v.previous_version.as_deref())?;
+            }
+            Ok(())
+        })
+    }
+
+    fn app_create(&self, app: &AppRow, sp: &ServicePrincipalRow) -> StoreResult<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO apps (object_id, tenant_id, app_id, display_name, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![app.object_id, app.tenant_id, app.app_id, app.display_name, app.created],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO service_principals (object_id, tenant_id, app_id, display_name, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![sp.object_id, sp.tenant_id, sp.app_id, sp.display_name, sp.created],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn app_by_app_id(&self, app_id: &str) -> StoreResult<Option<AppRow>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT object_id, tenant_id, app_id, display_name, created FROM apps
+                 WHERE app_id = ?1 AND deleted_at IS NULL",
+            )?
+            .query_row([app_id], app_from_row)
+            .optional()
+        })
+    }
+
+    fn app_by_object_id(&self, object_id: &str) -> StoreResult<Option<AppRow>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT object_id, tenant_id, app_id, display_name, created FROM apps
+                 WHERE object_id = ?1 AND deleted_at IS NULL",
+            )?
+            .query_row([object_id], app_from_row)
+            .optional()
+        })
+    }
+
+    fn sp_by_app_id(&self, app_id: &str) -> StoreResult<Option<ServicePrincipalRow>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT object_id, tenant_id, app_id, display_name, created FROM service_principals WHERE app_id = ?1",
+            )?
+            .query_row([app_id], |r| {
+                Ok(ServicePrincipalRow {
+                    object_id: r.get(0)?,
+                    tenant_id: r.get(1)?,
+                    app_id: r.get(2)?,
+                    display_name: r.get(3)?,
+                    created: r.get(4)?,
+                })
+            })
+            .optional()
+        })
+    }
+
+    fn credential_insert(&self, c: &CredentialRow) -> StoreResult<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO password_credentials (key_id, app_object_id, display_name, hint, salt, hash,
+                     start_time, end_time, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![c.key_id, c.app_object_id, c.display_name, c.hint, c.salt, c.hash, c.start, c.end, c.created],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn credential_list(&self, app_object_id: &str) -> StoreResult<Vec<CredentialRow>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT key_id, app_object_id, display_name, hint, salt, hash, start_time, end_time, created
+                 FROM password_credentials WHERE app_object_id = ?1 ORDER BY created, key_id",
+            )?
+            .query_map([app_object_id], |r| {
+                Ok(CredentialRow {
+                    key_id: r.get(0)?,
+                    app_object_id: r.get(1)?,
+                    display_name: r.get(2)?,
+                    hint: r.get(3)?,
+                    salt: r.get(4)?,
+                    hash: r.get(5)?,
+                    start: r.get(6)?,
+                    end: r.get(7)?,
+                    created: r.get(8)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    fn credential_delete(&self, app_object_id: &str, key_id: &str) -> StoreResult<()> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "DELETE FROM password_credentials WHERE app_object_id = ?1 AND key_id = ?2",
+                    params![app_object_id, key_id],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn signing_key_insert(&self, k: &SigningKeyRow) -> StoreResult<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO signing_keys (kid, created, kek_id, wrapped_dek, sealed_pkcs8, retired_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![k.kid, k.created, k.kek_id, k.wrapped_dek, k.sealed_pkcs8, k.retired_at],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn signing_key_rotate(&self, k: &SigningKeyRow, now: i64) -> StoreResult<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE signing_keys SET retired_at = ?1 WHERE retired_at IS NULL",
+                [now],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO signing_keys (kid, created, kek_id, wrapped_dek, sealed_pkcs8, retired_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
+                params![k.kid, k.created, k.kek_id, k.wrapped_dek, k.sealed_pkcs8],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn signing_key_list(&self) -> StoreResult<Vec<SigningKeyRow>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT kid, created, kek_id, wrapped_dek, sealed_pkcs8, retired_at FROM signing_keys ORDER BY created, kid",
+            )?
+            .query_map([], |r| {
+                Ok(SigningKeyRow {
+                    kid: r.get(0)?,
+                    created: r.get(1)?,
+                    kek_id: r.get(2)?,
+                    wrapped_dek: r.get(3)?,
+                    sealed_pkcs8: r.get(4)?,
+                    retired_at: r.get(5)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    fn role_assignment_insert(&self, ra: &RoleAssignmentRow) -> StoreResult<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO role_assignments (id, principal_id, role, scope, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![ra.id, ra.principal_id, ra.role, ra.scope, ra.created],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn role_assignments_for(&self, principal_id: &str) -> StoreResult<Vec<RoleAssignmentRow>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT id, principal_id, role, scope, created FROM role_assignments WHERE principal_id = ?1",
+            )?
+            .query_map([principal_id], |r| {
+                Ok(RoleAssignmentRow {
+                    id: r.get(0)?,
+                    principal_id: r.get(1)?,
+                    role: r.get(2)?,
+                    scope: r.get(3)?,
+                    created: r.get(4)?,
+                })
+            })?
+            .collect()
+        })
+    }
+}

@@ -1,0 +1,51 @@
+//! A bounded cache of unwrapped data keys, so that reading a hot secret
+//! does not unwrap its key on every request.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use lockstep_crypto::DataKey;
+
+/// Unwrapped data keys by version id (random 128-bit, unique per version).
+pub struct DataKeyCache {
+    capacity: usize,
+    keys: RwLock<HashMap<String, DataKey>>,
+}
+
+impl DataKeyCache {
+    /// A cache that holds at most `capacity` keys.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            keys: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The cached key of a version.
+    pub fn get(&self, version: &str) -> Option<DataKey> {
+        self.keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(version)
+            .cloned()
+    }
+
+    /// Remembers a key, evicting an arbitrary entry when full.
+    pub fn put(&self, version: &str, key: DataKey) {
+        let mut map = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= self.capacity && !map.contains_key(version) {
+            if let Some(victim) = map.keys().next().cloned() {
+                map.remove(&victim);
+            }
+        }
+        map.insert(version.to_owned(), key);
+    }
+
+    /// Forgets the keys of versions that no longer exist.
+    pub fn forget(&self, versions: impl IntoIterator<Item = String>) {
+        let mut map = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        for v in versions {
+            map.remove(&v);
+        }
+    }
+}

@@ -1,0 +1,575 @@
+//! The vault operations.
+
+use std::sync::Arc;
+
+use lockstep_core::{SecretAttributes, SecretLimits, SecretName, SharedClock, Tags, VersionId};
+use lockstep_crypto::{DataKey, Kek, SecretBytes, WrappedKey};
+use lockstep_store::{Deletion, Store, StoreError, VersionRow};
+use zeroize::Zeroizing;
+
+use crate::datakeys::DataKeyCache;
+use crate::paging::{Page, PageMarker};
+use crate::VaultError;
+
+/// Largest page a list operation returns (Key Vault's `maxresults` limit).
+pub const MAX_PAGE: usize = 25;
+
+/// The vault a request addresses, resolved by the server from the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultRef {
+    /// Vault name.
+    pub name: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+}
+
+/// Input of a set-secret operation.
+pub struct SetSecret {
+    /// The value (UTF-8 text, at most 25 KB).
+    pub value: Zeroizing<String>,
+    /// Optional content type.
+    pub content_type: Option<String>,
+    /// Enabled (default true).
+    pub enabled: Option<bool>,
+    /// Not before.
+    pub nbf: Option<i64>,
+    /// Expiry.
+    pub exp: Option<i64>,
+    /// Tags.
+    pub tags: Option<Tags>,
+    /// Whether the version is written by Lockstep's rotation engine.
+    pub managed: bool,
+}
+
+/// Input of an update-secret operation; absent fields are left unchanged.
+#[derive(Debug, Default)]
+pub struct SecretUpdate {
+    /// New content type.
+    pub content_type: Option<String>,
+    /// New enabled flag.
+    pub enabled: Option<bool>,
+    /// New not-before (`Some(None)` clears it).
+    pub nbf: Option<Option<i64>>,
+    /// New expiry (`Some(None)` clears it).
+    pub exp: Option<Option<i64>>,
+    /// New tags (replace all).
+    pub tags: Option<Tags>,
+}
+
+/// A version's metadata.
+#[derive(Debug, Clone)]
+pub struct SecretVersion {
+    /// The secret's name as first written.
+    pub name: String,
+    /// Version id.
+    pub version: String,
+    /// Attributes.
+    pub attributes: SecretAttributes,
+    /// Content type.
+    pub content_type: Option<String>,
+    /// Tags.
+    pub tags: Tags,
+    /// Whether Lockstep manages it.
+    pub managed: bool,
+    /// The version that was latest before this one.
+    pub previous_version: Option<String>,
+}
+
+/// A version with its value.
+pub struct Secret {
+    /// Metadata.
+    pub meta: SecretVersion,
+    /// The value; wiped on drop.
+    pub value: Zeroizing<String>,
+}
+
+/// A deleted secret: its latest version and when it was deleted.
+#[derive(Debug, Clone)]
+pub struct DeletedSecret {
+    /// The latest version's metadata.
+    pub meta: SecretVersion,
+    /// Deletion and scheduled purge times.
+    pub deletion: Deletion,
+}
+
+/// The Key Vault secrets service.
+pub struct Vaults {
+    store: Arc<dyn Store>,
+    kek: Arc<Kek>,
+    clock: SharedClock,
+    keys: DataKeyCache,
+}
+
+fn meta_of(row: &VersionRow) -> SecretVersion {
+    SecretVersion {
+        name: row.name.clone(),
+        version: row.version.clone(),
+        attributes: SecretAttributes {
+            enabled: row.enabled,
+            nbf: row.nbf,
+            exp: row.exp,
+            created: row.created,
+            updated: row.updated,
+        },
+        content_type: row.content_type.clone(),
+        tags: row.tags.clone(),
+        managed: row.managed,
+        previous_version: row.previous_version.clone(),
+    }
+}
+
+fn check_times(nbf: Option<i64>, exp: Option<i64>) -> Result<(), VaultError> {
+    if let (Some(n), Some(e)) = (nbf, exp) {
+        if n > e {
+            return Err(VaultError::BadParameter(
+                "The 'nbf' attribute must not be later than the 'exp' attribute.".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Vaults {
+    /// A vault service over `store`, sealing with `kek`.
+    pub fn new(store: Arc<dyn Store>, kek: Arc<Kek>, clock: SharedClock) -> Self {
+        Self {
+            store,
+            kek,
+            clock,
+            keys: DataKeyCache::new(100_000),
+        }
+    }
+
+    /// Resolves a vault by name.
+    pub fn vault(&self, name: &str) -> Result<VaultRef, VaultError> {
+        let row = self
+            .store
+            .vault_get(&name.to_ascii_lowercase())?
+            .ok_or_else(|| VaultError::VaultNotFound(name.to_owned()))?;
+        Ok(VaultRef {
+            name: row.name,
+            tenant_id: row.tenant_id,
+        })
+    }
+
+    fn binding(vault: &VaultRef, name_key: &str, version: &str) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            vault.tenant_id, vault.name, name_key, version
+        )
+    }
+
+    fn data_key(&self, vault: &VaultRef, row: &VersionRow) -> Result<DataKey, VaultError> {
+        if let Some(k) = self.keys.get(&row.version) {
+            return Ok(k);
+        }
+        let wrapped = WrappedKey {
+            kek_id: row.kek_id.clone(),
+            sealed: row.wrapped_dek.clone(),
+        };
+        let key = self
+            .kek
+            .open_data_key(&Self::binding(vault, &row.name_key, &row.version), &wrapped)?;
+        self.keys.put(&row.version, key.clone());
+        Ok(key)
+    }
+
+    fn open_value(
+        &self,
+        vault: &VaultRef,
+        row: &VersionRow,
+    ) -> Result<Zeroizing<String>, VaultError> {
+        let binding = Self::binding(vault, &row.name_key, &row.version);
+        let key = self.data_key(vault, row)?;
+        let plain: SecretBytes = key.open(binding.as_bytes(), &row.ciphertext)?;
+        let text = std::str::from_utf8(&plain)
+            .map_err(|_| VaultError::Internal("stored value is not UTF-8".into()))?;
+        Ok(Zeroizing::new(text.to_owned()))
+    }
+
+    fn seal_row(
+        &self,
+        vault: &VaultRef,
+        name: &SecretName,
+        version: &str,
+        value: &[u8],
+    ) -> Result<(String, Vec<u8>, Vec<u8>), VaultError> {
+        let binding = Self::binding(vault, &name.key(), version);
+        let (key, wrapped) = self.kek.new_data_key(&binding)?;
+        let ciphertext = key.seal(binding.as_bytes(), value)?;
+        Ok((wrapped.kek_id, wrapped.sealed, ciphertext))
+    }
+
+    /// Stores a new version of a secret (creating the secret if needed).
+    pub fn set(
+        &self,
+        vault: &VaultRef,
+        name: &str,
+        input: SetSecret,
+    ) -> Result<Secret, VaultError> {
+        let name = SecretName::parse(name)?;
+        if input.value.len() > SecretLimits::MAX_VALUE_BYTES {
+            return Err(VaultError::BadParameter(format!(
+                "The secret value exceeds the maximum allowed size of {} bytes.",
+                SecretLimits::MAX_VALUE_BYTES
+            )));
+        }
+        if let Some(ct) = &input.content_type {
+            SecretLimits::check_content_type(ct).map_err(VaultError::BadParameter)?;
+        }
+        let tags = input.tags.unwrap_or_default();
+        SecretLimits::check_tags(&tags).map_err(VaultError::BadParameter)?;
+        check_times(input.nbf, input.exp)?;
+        let now = self.clock.unix();
+        let version = lockstep_crypto::random::version_id();
+        let (kek_id, wrapped_dek, ciphertext) =
+            self.seal_row(vault, &name, &version, input.value.as_bytes())?;
+        let mut row = VersionRow {
+            vault: vault.name.clone(),
+            name_key: name.key(),
+            name: name.as_str().to_owned(),
+            seq: 0,
+            version,
+            enabled: input.enabled.unwrap_or(true),
+            nbf: input.nbf,
+            exp: input.exp,
+            created: now,
+            updated: now,
+            content_type: input.content_type,
+            tags,
+            managed: input.managed,
+            previous_version: None,
+            kek_id,
+            wrapped_dek,
+            ciphertext,
+        };
+        match self.store.version_insert(&row) {
+            Ok(seq) => row.seq = seq,
+            Err(StoreError::DeletedButRecoverable) => {
+                return Err(VaultError::DeletedButRecoverable(name.to_string()))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        // The stored display name and previous version come from the store.
+        let stored = self
+            .store
+            .version_get(&vault.name, &row.name_key, &row.version)?
+            .unwrap_or(row);
+        Ok(Secret {
+            meta: meta_of(&stored),
+            value: input.value,
+        })
+    }
+
+    fn find(
+        &self,
+        vault: &VaultRef,
+        name: &SecretName,
+        version: Option<&str>,
+    ) -> Result<VersionRow, VaultError> {
+        let found = match version {
+            None => self.store.version_latest(&vault.name, &name.key())?,
+            Some(v) => {
+                let v = VersionId::parse(v).map_err(|_| not_found(name, Some(v)))?;
+                self.store
+                    .version_get(&vault.name, &name.key(), v.as_str())?
+            }
+        };
+        found.ok_or_else(|| not_found(name, version))
+    }
+
+    /// Reads a version's value (the latest when `version` is `None`).
+    pub fn get(
+        &self,
+        vault: &VaultRef,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Secret, VaultError> {
+        let name = SecretName::parse(name)?;
+        let row = self.find(vault, &name, version)?;
+        if !row.enabled {
+            return Err(VaultError::Disabled("get"));
+        }
+        let value = self.open_value(vault, &row)?;
+        Ok(Secret {
+            meta: meta_of(&row),
+            value,
+        })
+    }
+
+    /// Changes a version's attributes, content type or tags.
+    pub fn update(
+        &self,
+        vault: &VaultRef,
+        name: &str,
+        version: Option<&str>,
+        change: SecretUpdate,
+    ) -> Result<SecretVersion, VaultError> {
+        let name = SecretName::parse(name)?;
+        let mut row = self.find(vault, &name, version)?;
+        if let Some(ct) = change.content_type {
+            SecretLimits::check_content_type(&ct).map_err(VaultError::BadParameter)?;
+            row.content_type = Some(ct);
+        }
+        if let Some(tags) = change.tags {
+            SecretLimits::check_tags(&tags).map_err(VaultError::BadParameter)?;
+            row.tags = tags;
+        }
+        if let Some(e) = change.enabled {
+            row.enabled = e;
+        }
+        if let Some(nbf) = change.nbf {
+            row.nbf = nbf;
+        }
+        if let Some(exp) = change.exp {
+            row.exp = exp;
+        }
+        check_times(row.nbf, row.exp)?;
+        row.updated = self.clock.unix();
+        self.store.version_update(&row)?;
+        Ok(meta_of(&row))
+    }
+
+    /// Soft-deletes a secret (all its versions); recoverable for 90 days.
+    pub fn delete(&self, vault: &VaultRef, name: &str) -> Result<DeletedSecret, VaultError> {
+        let name = SecretName::parse(name)?;
+        let row = self.find(vault, &name, None)?;
+        let now = self.clock.unix();
+        let deletion = Deletion {
+            deleted_at: now,
+            purge_at: now + SecretLimits::RECOVERABLE_DAYS * 86_400,
+        };
+        match self.store.secret_delete(
+            &vault.name,
+            &name.key(),
+            deletion.deleted_at,
+            deletion.purge_at,
+        ) {
+            Ok(()) => {}
+            Err(StoreError::NotFound) => return Err(not_found(&name, None)),
+            Err(e) => return Err(e.into()),
+        }
+        Ok(DeletedSecret {
+            meta: meta_of(&row),
+            deletion,
+        })
+    }
+
+    /// A deleted secret.
+    pub fn get_deleted(&self, vault: &VaultRef, name: &str) -> Result<DeletedSecret, VaultError> {
+        let name = SecretName::parse(name)?;
+        match self.store.secret_get(&vault.name, &name.key())? {
+            Some(s) => match s.deleted {
+                Some(deletion) => Ok(DeletedSecret {
+                    meta: meta_of(&s.latest),
+                    deletion,
+                }),
+                None => Err(VaultError::DeletedSecretNotFound(name.to_string())),
+            },
+            None => Err(VaultError::DeletedSecretNotFound(name.to_string())),
+        }
+    }
+
+    /// Makes a deleted secret live again; returns its latest version.
+    pub fn recover(&self, vault: &VaultRef, name: &str) -> Result<SecretVersion, VaultError> {
+        let deleted = self.get_deleted(vault, name)?;
+        match self
+            .store
+            .secret_recover(&vault.name, &deleted.meta.name.to_ascii_lowercase())
+        {
+            Ok(()) => Ok(deleted.meta),
+            Err(StoreError::NotFound) => Err(VaultError::DeletedSecretNotFound(name.to_owned())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Permanently removes a deleted secret.
+    pub fn purge(&self, vault: &VaultRef, name: &str) -> Result<(), VaultError> {
+        let name = SecretName::parse(name)?;
+        let versions: Vec<String> = match self.store.secret_get(&vault.name, &name.key())? {
+            Some(s) if s.deleted.is_some() => self
+                .store
+                .version_list_any(&vault.name, &name.key())?
+                .into_iter()
+                .map(|v| v.version)
+                .collect(),
+            _ => return Err(VaultError::DeletedSecretNotFound(name.to_string())),
+        };
+        match self.store.secret_purge(&vault.name, &name.key()) {
+            Ok(()) => {
+                self.keys.forget(versions);
+                Ok(())
+            }
+            Err(StoreError::NotFound) => Err(VaultError::DeletedSecretNotFound(name.to_string())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Purges deleted secrets whose recovery period has ended.
+    pub fn purge_expired(&self) -> Result<usize, VaultError> {
+        Ok(self.store.purge_expired(self.clock.unix())?)
+    }
+
+    /// Live secrets, by name.
+    pub fn list(
+        &self,
+        vault: &VaultRef,
+        marker: Option<&PageMarker>,
+        max: usize,
+    ) -> Result<Page<SecretVersion>, VaultError> {
+        let after = match marker {
+            None => None,
+            Some(PageMarker::AfterName(n)) => Some(n.as_str()),
+            Some(_) => {
+                return Err(VaultError::BadParameter(
+                    "The $skiptoken is invalid.".into(),
+                ))
+            }
+        };
+        let max = max.clamp(1, MAX_PAGE);
+        let mut rows = self.store.secret_list(&vault.name, after, max + 1)?;
+        let next = if rows.len() > max {
+            rows.truncate(max);
+            rows.last()
+                .map(|r| PageMarker::AfterName(r.latest.name_key.clone()))
+        } else {
+            None
+        };
+        Ok(Page {
+            items: rows.iter().map(|r| meta_of(&r.latest)).collect(),
+            next,
+        })
+    }
+
+    /// Versions of a live secret, oldest first.
+    pub fn versions(
+        &self,
+        vault: &VaultRef,
+        name: &str,
+        marker: Option<&PageMarker>,
+        max: usize,
+    ) -> Result<Page<SecretVersion>, VaultError> {
+        let name = SecretName::parse(name)?;
+        let after = match marker {
+            None => None,
+            Some(PageMarker::AfterSeq(s)) => Some(*s),
+            Some(_) => {
+                return Err(VaultError::BadParameter(
+                    "The $skiptoken is invalid.".into(),
+                ))
+            }
+        };
+        let max = max.clamp(1, MAX_PAGE);
+        let mut rows = self
+            .store
+            .version_list(&vault.name, &name.key(), after, max + 1)?;
+        if rows.is_empty() && after.is_none() {
+            return Err(not_found(&name, None));
+        }
+        let next = if rows.len() > max {
+            rows.truncate(max);
+            rows.last().map(|r| PageMarker::AfterSeq(r.seq))
+        } else {
+            None
+        };
+        Ok(Page {
+            items: rows.iter().map(meta_of).collect(),
+            next,
+        })
+    }
+
+    /// Deleted secrets, by name.
+    pub fn list_deleted(
+        &self,
+        vault: &VaultRef,
+        marker: Option<&PageMarker>,
+        max: usize,
+    ) -> Result<Page<DeletedSecret>, VaultError> {
+        let after = match marker {
+            None => None,
+            Some(PageMarker::AfterName(n)) => Some(n.as_str()),
+            Some(_) => {
+                return Err(VaultError::BadParameter(
+                    "The $skiptoken is invalid.".into(),
+                ))
+            }
+        };
+        let max = max.clamp(1, MAX_PAGE);
+        let mut rows = self.store.deleted_list(&vault.name, after, max + 1)?;
+        let next = if rows.len() > max {
+            rows.truncate(max);
+            rows.last()
+                .map(|r| PageMarker::AfterName(r.latest.name_key.clone()))
+        } else {
+            None
+        };
+        Ok(Page {
+            items: rows
+                .iter()
+                .filter_map(|r| {
+                    r.deleted.map(|deletion| DeletedSecret {
+                        meta: meta_of(&r.latest),
+                        deletion,
+                    })
+                })
+                .collect(),
+            next,
+        })
+    }
+
+    /// An encrypted, authenticated backup of every version of a secret.
+    pub fn backup(&self, vault: &VaultRef, name: &str) -> Result<Vec<u8>, VaultError> {
+        let name = SecretName::parse(name)?;
+        let rows = self.store.version_all(&vault.name, &name.key())?;
+        if rows.is_empty() {
+            return Err(not_found(&name, None));
+        }
+        let mut versions = Vec::with_capacity(rows.len());
+        for row in &rows {
+            versions.push(crate::backup::BackupVersion::from_row(
+                row,
+                self.open_value(vault, row)?,
+            ));
+        }
+        crate::backup::seal(&self.kek, &rows[0].name, versions)
+    }
+
+    /// Restores a backup into this vault under the secret's original name.
+    pub fn restore(&self, vault: &VaultRef, blob: &[u8]) -> Result<SecretVersion, VaultError> {
+        let backup = crate::backup::open(&self.kek, blob)?;
+        let name = SecretName::parse(&backup.name)
+            .map_err(|_| VaultError::BadParameter(crate::backup::CORRUPT.into()))?;
+        let mut rows = Vec::with_capacity(backup.versions.len());
+        for v in &backup.versions {
+            VersionId::parse(&v.version)
+                .map_err(|_| VaultError::BadParameter(crate::backup::CORRUPT.into()))?;
+            let (kek_id, wrapped_dek, ciphertext) =
+                self.seal_row(vault, &name, &v.version, v.value.as_bytes())?;
+            rows.push(v.to_row(vault, &name, kek_id, wrapped_dek, ciphertext));
+        }
+        match self.store.secret_restore(&rows) {
+            Ok(()) => {}
+            Err(StoreError::AlreadyExists) => {
+                return Err(VaultError::AlreadyExists(name.to_string()))
+            }
+            Err(StoreError::DeletedButRecoverable) => {
+                return Err(VaultError::DeletedButRecoverable(name.to_string()))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let latest = rows
+            .iter()
+            .max_by_key(|r| r.seq)
+            .ok_or_else(|| VaultError::BadParameter(crate::backup::CORRUPT.into()))?;
+        Ok(meta_of(latest))
+    }
+}
+
+fn not_found(name: &SecretName, version: Option<&str>) -> VaultError {
+    match version {
+        Some(v) => {
+            VaultError::SecretNotFound(format!("{name}/{}", v.chars().take(64).collect::<String>()))
+        }
+        None => VaultError::SecretNotFound(name.to_string()),
+    }
+}
