@@ -38,6 +38,16 @@ pub mod actions {
     pub const VAULT_READ: &str = "Lockstep/vaults/read";
     /// Delete a vault.
     pub const VAULT_DELETE: &str = "Lockstep/vaults/delete";
+    /// Create an app registration.
+    pub const APP_CREATE: &str = "microsoft.directory/applications/create";
+    /// Read app registrations and service principals.
+    pub const APP_READ: &str = "microsoft.directory/applications/standard/read";
+    /// Rename an app registration.
+    pub const APP_UPDATE: &str = "microsoft.directory/applications/basic/update";
+    /// Delete an app registration.
+    pub const APP_DELETE: &str = "microsoft.directory/applications/delete";
+    /// Add or remove client secrets.
+    pub const APP_CREDENTIALS: &str = "microsoft.directory/applications/credentials/update";
 }
 
 /// A built-in role: a name and the actions it grants (`*` = all,
@@ -93,6 +103,11 @@ impl Scope {
         Self(format!(
             "/tenants/{tenant_id}/vaults/{vault}/secrets/{name_key}"
         ))
+    }
+
+    /// An app registration.
+    pub fn application(tenant_id: &str, object_id: &str) -> Self {
+        Self(format!("/tenants/{tenant_id}/applications/{object_id}"))
     }
 
     /// The path.

@@ -172,6 +172,46 @@ impl Directory {
         Ok(self.store.sp_by_app_id(app_id)?)
     }
 
+    /// A live app by object id.
+    pub fn app(&self, object_id: &str) -> Result<Option<AppRow>, DirectoryError> {
+        Ok(self
+            .store
+            .app_by_object_id(&object_id.to_ascii_lowercase())?)
+    }
+
+    /// Apps of a tenant (optionally with exactly `display_name`), by object id.
+    pub fn list_apps(
+        &self,
+        tenant_id: &str,
+        display_name: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AppRow>, DirectoryError> {
+        Ok(self.store.app_list(tenant_id, display_name, after, limit)?)
+    }
+
+    /// Renames an app.
+    pub fn rename_app(&self, object_id: &str, display_name: &str) -> Result<(), DirectoryError> {
+        let name = display_name.trim();
+        if name.is_empty() || name.chars().count() > 256 {
+            return Err(DirectoryError::Invalid(
+                "displayName must be 1-256 characters long.".into(),
+            ));
+        }
+        match self.store.app_rename(object_id, name) {
+            Err(StoreError::NotFound) => Err(DirectoryError::AppNotFound(object_id.to_owned())),
+            other => Ok(other?),
+        }
+    }
+
+    /// Deletes an app; its client secrets stop working at once.
+    pub fn delete_app(&self, object_id: &str) -> Result<(), DirectoryError> {
+        match self.store.app_soft_delete(object_id, self.clock.unix()) {
+            Err(StoreError::NotFound) => Err(DirectoryError::AppNotFound(object_id.to_owned())),
+            other => Ok(other?),
+        }
+    }
+
     /// A live app by application (client) id.
     pub fn app_by_app_id(&self, app_id: &str) -> Result<Option<AppRow>, DirectoryError> {
         Ok(self.store.app_by_app_id(&app_id.to_ascii_lowercase())?)

@@ -6,6 +6,7 @@
 mod auth;
 mod bootstrap;
 pub mod config;
+mod graph;
 mod keyvault;
 mod listener;
 mod management;

@@ -144,6 +144,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         authz,
         vault_suffix: config.vault_suffix.to_ascii_lowercase(),
         vault_audiences,
+        graph_resource: config.graph_resource.clone(),
         clock: clock.clone(),
     });
     let app = crate::routes::app(state.clone());

@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::state::Shared;
-use crate::{keyvault, management, oauth};
+use crate::{graph, keyvault, management, oauth};
 
 /// The whole HTTP application.
 pub fn app(state: Shared) -> Router {
@@ -30,6 +30,7 @@ pub fn app(state: Shared) -> Router {
             "/lockstep/v1/vaults/{name}",
             get(management::get_vault).delete(management::delete_vault),
         )
+        .route("/v1.0/{*rest}", axum::routing::any(graph::handle))
         .fallback(management::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), by_host))
         .layer(middleware::from_fn(request_id))

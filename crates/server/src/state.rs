@@ -23,6 +23,8 @@ pub struct AppState {
     pub vault_suffix: String,
     /// Audiences a vault accepts: the suffix with and without the port.
     pub vault_audiences: Vec<String>,
+    /// Audience of Graph tokens.
+    pub graph_resource: String,
     /// The clock.
     pub clock: SharedClock,
 }

@@ -120,6 +120,19 @@ pub trait Store: Send + Sync + 'static {
     fn app_by_app_id(&self, app_id: &str) -> StoreResult<Option<AppRow>>;
     /// A live app by its object id.
     fn app_by_object_id(&self, object_id: &str) -> StoreResult<Option<AppRow>>;
+    /// Live apps of a tenant ordered by object id, optionally only those
+    /// with exactly `display_name`, after `after`, at most `limit`.
+    fn app_list(
+        &self,
+        tenant_id: &str,
+        display_name: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<AppRow>>;
+    /// Renames an app (and its service principal).
+    fn app_rename(&self, object_id: &str, display_name: &str) -> StoreResult<()>;
+    /// Soft-deletes an app at `now`; its credentials stop working.
+    fn app_soft_delete(&self, object_id: &str, now: i64) -> StoreResult<()>;
     /// The service principal of an application id.
     fn sp_by_app_id(&self, app_id: &str) -> StoreResult<Option<ServicePrincipalRow>>;
     /// Adds a password credential to an app.

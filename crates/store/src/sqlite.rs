@@ -673,6 +673,65 @@ impl Store for SqliteStore {
         })
     }
 
+    fn app_list(
+        &self,
+        tenant_id: &str,
+        display_name: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<AppRow>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT object_id, tenant_id, app_id, display_name, created FROM apps
+                 WHERE tenant_id = ?1 AND deleted_at IS NULL AND (?2 IS NULL OR display_name = ?2)
+                   AND object_id > ?3
+                 ORDER BY object_id LIMIT ?4",
+            )?
+            .query_map(
+                params![tenant_id, display_name, after.unwrap_or(""), limit as i64],
+                app_from_row,
+            )?
+            .collect()
+        })
+    }
+
+    fn app_rename(&self, object_id: &str, display_name: &str) -> StoreResult<()> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE apps SET display_name = ?2 WHERE object_id = ?1 AND deleted_at IS NULL",
+                    params![object_id, display_name],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            tx.execute(
+                "UPDATE service_principals SET display_name = ?2
+                 WHERE app_id = (SELECT app_id FROM apps WHERE object_id = ?1)",
+                params![object_id, display_name],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn app_soft_delete(&self, object_id: &str, now: i64) -> StoreResult<()> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE apps SET deleted_at = ?2 WHERE object_id = ?1 AND deleted_at IS NULL",
+                    params![object_id, now],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
     fn sp_by_app_id(&self, app_id: &str) -> StoreResult<Option<ServicePrincipalRow>> {
         self.read(|c| {
             c.prepare_cached(
