@@ -549,3 +549,176 @@ impl TokenService {
         Ok(kid)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use lockstep_core::{Clock, TestClock};
+    use lockstep_crypto::hash::SecretHasher;
+    use lockstep_crypto::SymmetricKey;
+    use lockstep_store::SqliteStore;
+
+    const VAULT: &str = "https://vault.localhost";
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        clock: Arc<TestClock>,
+        directory: Arc<Directory>,
+        tokens: TokenService,
+        tenant: String,
+        app_id: String,
+        app_object: String,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("db")).unwrap());
+        let clock = Arc::new(TestClock::at(1_800_000_000));
+        let shared: SharedClock = clock.clone();
+        let directory = Arc::new(Directory::new(
+            store.clone(),
+            shared.clone(),
+            SecretHasher::new(&SymmetricKey::generate()),
+        ));
+        let tenant = directory.create_tenant("t").unwrap().id;
+        let (app, _) = directory.create_app(&tenant, "app").unwrap();
+        let tokens = TokenService::load(
+            store,
+            shared,
+            Arc::new(Kek::generate()),
+            directory.clone(),
+            "https://localhost:8443".into(),
+            vec![VAULT.into(), "api://lockstep".into()],
+        )
+        .unwrap();
+        Fixture {
+            _dir: dir,
+            clock,
+            directory,
+            tokens,
+            tenant,
+            app_id: app.app_id,
+            app_object: app.object_id,
+        }
+    }
+
+    fn scope() -> String {
+        format!("{VAULT}/.default")
+    }
+
+    #[test]
+    fn token_lifecycle_and_expiry() {
+        let f = fixture();
+        let pw = f.directory.add_password(&f.app_object, None, None, None).unwrap();
+        let issued = f
+            .tokens
+            .client_credentials(&f.tenant, &f.app_id, &pw.secret_text, &scope())
+            .unwrap();
+        let claims = f.tokens.verify(&issued.access_token, VAULT).unwrap();
+        assert_eq!(claims.tid, f.tenant);
+        assert_eq!(claims.appid.as_deref(), Some(f.app_id.as_str()));
+        assert_eq!(claims.exp - claims.iat, DEFAULT_TOKEN_LIFETIME);
+        assert_eq!(
+            f.tokens.verify(&issued.access_token, "api://lockstep").unwrap_err(),
+            VerifyError::WrongAudience
+        );
+        // Cached or not, an expired token is refused.
+        f.clock.advance(DEFAULT_TOKEN_LIFETIME);
+        assert_eq!(f.tokens.verify(&issued.access_token, VAULT).unwrap_err(), VerifyError::Expired);
+    }
+
+    #[test]
+    fn tampered_and_foreign_tokens_are_refused() {
+        let f = fixture();
+        let other = fixture();
+        let pw = other.directory.add_password(&other.app_object, None, None, None).unwrap();
+        let foreign = other
+            .tokens
+            .client_credentials(&other.tenant, &other.app_id, &pw.secret_text, &scope())
+            .unwrap()
+            .access_token;
+        assert_eq!(f.tokens.verify(&foreign, VAULT).unwrap_err(), VerifyError::BadSignature);
+        let pw = f.directory.add_password(&f.app_object, None, None, None).unwrap();
+        let token = f
+            .tokens
+            .client_credentials(&f.tenant, &f.app_id, &pw.secret_text, &scope())
+            .unwrap()
+            .access_token;
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        let mut claims: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
+        claims["oid"] = serde_json::json!("someone-else");
+        parts[1] = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap());
+        assert_eq!(f.tokens.verify(&parts.join("."), VAULT).unwrap_err(), VerifyError::BadSignature);
+        assert_eq!(f.tokens.verify("not.a.jwt", VAULT).unwrap_err(), VerifyError::Malformed);
+    }
+
+    #[test]
+    fn credential_validity_window() {
+        let f = fixture();
+        let now = f.clock.unix();
+        let future = f
+            .directory
+            .add_password(&f.app_object, None, Some(now + 3_600), Some(now + 7_200))
+            .unwrap();
+        let err = f
+            .tokens
+            .client_credentials(&f.tenant, &f.app_id, &future.secret_text, &scope())
+            .unwrap_err();
+        assert_eq!(err.code(), 7000215, "not yet valid");
+        f.clock.advance(3_600);
+        assert!(f
+            .tokens
+            .client_credentials(&f.tenant, &f.app_id, &future.secret_text, &scope())
+            .is_ok());
+        f.clock.advance(3_600);
+        let err = f
+            .tokens
+            .client_credentials(&f.tenant, &f.app_id, &future.secret_text, &scope())
+            .unwrap_err();
+        assert_eq!(err.code(), 7000222, "expired");
+        assert_eq!(err.error(), "invalid_client");
+    }
+
+    #[test]
+    fn errors_carry_entra_codes() {
+        let f = fixture();
+        let pw = f.directory.add_password(&f.app_object, None, None, None).unwrap();
+        let codes = [
+            f.tokens.client_credentials("nope", &f.app_id, &pw.secret_text, &scope()),
+            f.tokens.client_credentials(&f.tenant, "nope", &pw.secret_text, &scope()),
+            f.tokens.client_credentials(&f.tenant, &f.app_id, "wrong", &scope()),
+            f.tokens.client_credentials(&f.tenant, &f.app_id, &pw.secret_text, "https://other/.default"),
+            f.tokens.client_credentials(&f.tenant, &f.app_id, &pw.secret_text, "openid"),
+        ]
+        .map(|r| r.unwrap_err().code());
+        assert_eq!(codes, [90002, 700016, 7000215, 500011, 70011]);
+        f.directory.remove_password(&f.app_object, &pw.credential.key_id).unwrap();
+        let err = f
+            .tokens
+            .client_credentials(&f.tenant, &f.app_id, &pw.secret_text, &scope())
+            .unwrap_err();
+        assert_eq!(err.code(), 7000215, "a removed secret stops working at once");
+    }
+
+    #[test]
+    fn signing_key_rotation_keeps_old_tokens_valid() {
+        let f = fixture();
+        let pw = f.directory.add_password(&f.app_object, None, None, None).unwrap();
+        let old = f
+            .tokens
+            .client_credentials(&f.tenant, &f.app_id, &pw.secret_text, &scope())
+            .unwrap()
+            .access_token;
+        let before: Vec<String> = f.tokens.jwks().into_iter().map(|k| k.kid).collect();
+        let new_kid = f.tokens.rotate_signing_key().unwrap();
+        let after: Vec<String> = f.tokens.jwks().into_iter().map(|k| k.kid).collect();
+        assert!(after.contains(&new_kid) && after.contains(&before[0]));
+        assert!(f.tokens.verify(&old, VAULT).is_ok());
+        f.clock.advance(DEFAULT_TOKEN_LIFETIME + SKEW + 1);
+        let later: Vec<String> = f.tokens.jwks().into_iter().map(|k| k.kid).collect();
+        assert_eq!(later, vec![new_kid]);
+    }
+}
