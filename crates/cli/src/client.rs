@@ -44,6 +44,14 @@ pub struct ConnectArgs {
     /// Vault host suffix (default: from the bootstrap file, else vault.localhost).
     #[arg(long, global = true, env = "LOCKSTEP_VAULT_SUFFIX")]
     vault_suffix: Option<String>,
+    /// Audience of Graph tokens.
+    #[arg(
+        long,
+        global = true,
+        env = "LOCKSTEP_GRAPH_RESOURCE",
+        default_value = "https://graph.microsoft.com"
+    )]
+    graph_resource: String,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -58,6 +66,7 @@ pub struct Connection {
     client_id: String,
     client_secret: Zeroizing<String>,
     vault_suffix: String,
+    graph_resource: String,
 }
 
 /// A failed call, already phrased for the user.
@@ -140,7 +149,13 @@ impl Connection {
             client_id,
             client_secret,
             vault_suffix,
+            graph_resource: args.graph_resource.clone(),
         })
+    }
+
+    /// The audience of Graph tokens.
+    pub fn graph_resource(&self) -> String {
+        self.graph_resource.clone()
     }
 
     /// The base URL of a vault.

@@ -1,8 +1,10 @@
 //! `lockstep`: the server (`lockstep serve`) and the client commands that
 //! talk to a running server.
 
+mod app;
 mod client;
 mod output;
+mod role;
 mod secret;
 mod serve;
 mod vault;
@@ -30,6 +32,27 @@ enum Command {
         #[command(subcommand)]
         command: vault::VaultCommand,
     },
+    /// Manage app registrations and their client secrets.
+    App {
+        #[command(flatten)]
+        conn: client::ConnectArgs,
+        #[command(subcommand)]
+        command: app::AppCommand,
+    },
+    /// Manage role assignments.
+    Role {
+        #[command(flatten)]
+        conn: client::ConnectArgs,
+        #[command(subcommand)]
+        command: role::RoleCommand,
+    },
+    /// Manage token signing keys.
+    Keys {
+        #[command(flatten)]
+        conn: client::ConnectArgs,
+        #[command(subcommand)]
+        command: role::KeysCommand,
+    },
     /// Manage secrets in a vault.
     Secret {
         #[command(flatten)]
@@ -56,6 +79,9 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Vault { conn, command } => vault::run(conn, command).await,
             Command::Secret { conn, command } => secret::run(conn, command).await,
+            Command::App { conn, command } => app::run(conn, command).await,
+            Command::Role { conn, command } => role::run(conn, command).await,
+            Command::Keys { conn, command } => role::run_keys(conn, command).await,
         }
     });
     match result {

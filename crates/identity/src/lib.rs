@@ -8,7 +8,7 @@ pub mod directory;
 pub mod token;
 
 pub use authz::{actions, Authorizer, Denied, Scope};
-pub use directory::{Directory, DirectoryError, NewPassword};
+pub use directory::{AppPolicy, Directory, DirectoryError, NewPassword};
 pub use token::{
     Claims, IssuedToken, Principal, PrincipalKind, TokenError, TokenService, VerifyError,
 };

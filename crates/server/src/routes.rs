@@ -30,6 +30,22 @@ pub fn app(state: Shared) -> Router {
             "/lockstep/v1/vaults/{name}",
             get(management::get_vault).delete(management::delete_vault),
         )
+        .route(
+            "/lockstep/v1/roleDefinitions",
+            get(management::roles::definitions),
+        )
+        .route(
+            "/lockstep/v1/roleAssignments",
+            get(management::roles::list).post(management::roles::create),
+        )
+        .route(
+            "/lockstep/v1/roleAssignments/{id}",
+            axum::routing::delete(management::roles::remove),
+        )
+        .route(
+            "/lockstep/v1/keys/rotate-signing",
+            post(management::roles::rotate_signing_key),
+        )
         .route("/v1.0/{*rest}", axum::routing::any(graph::handle))
         .fallback(management::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), by_host))

@@ -37,6 +37,9 @@ pub trait Store: Send + Sync + 'static {
     /// Writes a metadata value only if the key is absent; returns whether it was written.
     fn meta_put_new(&self, key: &str, value: &[u8]) -> StoreResult<bool>;
 
+    /// Writes (inserts or replaces) a metadata value.
+    fn meta_put(&self, key: &str, value: &[u8]) -> StoreResult<()>;
+
     // --- tenants and vaults ---------------------------------------------
     /// Creates a tenant.
     fn tenant_create(&self, tenant: &TenantRow) -> StoreResult<()>;
@@ -135,6 +138,8 @@ pub trait Store: Send + Sync + 'static {
     fn app_soft_delete(&self, object_id: &str, now: i64) -> StoreResult<()>;
     /// The service principal of an application id.
     fn sp_by_app_id(&self, app_id: &str) -> StoreResult<Option<ServicePrincipalRow>>;
+    /// A service principal by object id.
+    fn sp_by_object_id(&self, object_id: &str) -> StoreResult<Option<ServicePrincipalRow>>;
     /// Adds a password credential to an app.
     fn credential_insert(&self, cred: &CredentialRow) -> StoreResult<()>;
     /// The password credentials of an app.
@@ -145,12 +150,17 @@ pub trait Store: Send + Sync + 'static {
     // --- signing keys and roles -------------------------------------------------
     /// Stores a new signing key.
     fn signing_key_insert(&self, key: &SigningKeyRow) -> StoreResult<()>;
-    /// Retires every active signing key at `now` and stores `next` as the active one.
-    fn signing_key_rotate(&self, next: &SigningKeyRow, now: i64) -> StoreResult<()>;
+    /// Schedules every unretired signing key to retire at `retire_at` and
+    /// stores `next`.
+    fn signing_key_rotate(&self, next: &SigningKeyRow, retire_at: i64) -> StoreResult<()>;
     /// Every signing key, oldest first.
     fn signing_key_list(&self) -> StoreResult<Vec<SigningKeyRow>>;
     /// Adds a role assignment.
     fn role_assignment_insert(&self, ra: &RoleAssignmentRow) -> StoreResult<()>;
+    /// Removes a role assignment and returns it.
+    fn role_assignment_delete(&self, id: &str) -> StoreResult<RoleAssignmentRow>;
+    /// Every role assignment.
+    fn role_assignment_list(&self) -> StoreResult<Vec<RoleAssignmentRow>>;
     /// The role assignments of a principal.
     fn role_assignments_for(&self, principal_id: &str) -> StoreResult<Vec<RoleAssignmentRow>>;
 }

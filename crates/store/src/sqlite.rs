@@ -210,6 +210,26 @@ fn insert_version_row(
     Ok(())
 }
 
+fn role_assignment_from_row(r: &Row<'_>) -> rusqlite::Result<RoleAssignmentRow> {
+    Ok(RoleAssignmentRow {
+        id: r.get(0)?,
+        principal_id: r.get(1)?,
+        role: r.get(2)?,
+        scope: r.get(3)?,
+        created: r.get(4)?,
+    })
+}
+
+fn sp_from_row(r: &Row<'_>) -> rusqlite::Result<ServicePrincipalRow> {
+    Ok(ServicePrincipalRow {
+        object_id: r.get(0)?,
+        tenant_id: r.get(1)?,
+        app_id: r.get(2)?,
+        display_name: r.get(3)?,
+        created: r.get(4)?,
+    })
+}
+
 fn app_from_row(r: &Row<'_>) -> rusqlite::Result<AppRow> {
     Ok(AppRow {
         object_id: r.get(0)?,
@@ -237,6 +257,18 @@ impl Store for SqliteStore {
                 )
                 .map_err(backend)?;
             Ok(n == 1)
+        })
+    }
+
+    fn meta_put(&self, key: &str, value: &[u8]) -> StoreResult<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map_err(backend)?;
+            Ok(())
         })
     }
 
@@ -737,15 +769,17 @@ impl Store for SqliteStore {
             c.prepare_cached(
                 "SELECT object_id, tenant_id, app_id, display_name, created FROM service_principals WHERE app_id = ?1",
             )?
-            .query_row([app_id], |r| {
-                Ok(ServicePrincipalRow {
-                    object_id: r.get(0)?,
-                    tenant_id: r.get(1)?,
-                    app_id: r.get(2)?,
-                    display_name: r.get(3)?,
-                    created: r.get(4)?,
-                })
-            })
+            .query_row([app_id], sp_from_row)
+            .optional()
+        })
+    }
+
+    fn sp_by_object_id(&self, object_id: &str) -> StoreResult<Option<ServicePrincipalRow>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT object_id, tenant_id, app_id, display_name, created FROM service_principals WHERE object_id = ?1",
+            )?
+            .query_row([object_id], sp_from_row)
             .optional()
         })
     }
@@ -813,11 +847,11 @@ impl Store for SqliteStore {
         })
     }
 
-    fn signing_key_rotate(&self, k: &SigningKeyRow, now: i64) -> StoreResult<()> {
+    fn signing_key_rotate(&self, k: &SigningKeyRow, retire_at: i64) -> StoreResult<()> {
         self.write(|tx| {
             tx.execute(
                 "UPDATE signing_keys SET retired_at = ?1 WHERE retired_at IS NULL",
-                [now],
+                [retire_at],
             )
             .map_err(backend)?;
             tx.execute(
@@ -865,15 +899,34 @@ impl Store for SqliteStore {
             c.prepare_cached(
                 "SELECT id, principal_id, role, scope, created FROM role_assignments WHERE principal_id = ?1",
             )?
-            .query_map([principal_id], |r| {
-                Ok(RoleAssignmentRow {
-                    id: r.get(0)?,
-                    principal_id: r.get(1)?,
-                    role: r.get(2)?,
-                    scope: r.get(3)?,
-                    created: r.get(4)?,
-                })
-            })?
+            .query_map([principal_id], role_assignment_from_row)?
+            .collect()
+        })
+    }
+
+    fn role_assignment_delete(&self, id: &str) -> StoreResult<RoleAssignmentRow> {
+        self.write(|tx| {
+            let row = tx
+                .query_row(
+                    "SELECT id, principal_id, role, scope, created FROM role_assignments WHERE id = ?1",
+                    [id],
+                    role_assignment_from_row,
+                )
+                .optional()
+                .map_err(backend)?
+                .ok_or(StoreError::NotFound)?;
+            tx.execute("DELETE FROM role_assignments WHERE id = ?1", [id])
+                .map_err(backend)?;
+            Ok(row)
+        })
+    }
+
+    fn role_assignment_list(&self) -> StoreResult<Vec<RoleAssignmentRow>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT id, principal_id, role, scope, created FROM role_assignments ORDER BY created, id",
+            )?
+            .query_map([], role_assignment_from_row)?
             .collect()
         })
     }

@@ -1,6 +1,8 @@
 //! The Lockstep management API (`/lockstep/v1/…`). Tokens must be issued for
 //! `api://lockstep`. Errors: `{"error":{"code","message"}}`.
 
+pub mod roles;
+
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -23,7 +25,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -31,7 +33,7 @@ impl ApiError {
         }
     }
 
-    fn internal(detail: impl std::fmt::Display) -> Self {
+    pub(crate) fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "management request failed");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -58,7 +60,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn caller(
+pub(crate) fn caller(
     state: &Shared,
     headers: &HeaderMap,
     action: &str,
