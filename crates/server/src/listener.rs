@@ -145,6 +145,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         vault_suffix: config.vault_suffix.to_ascii_lowercase(),
         vault_audiences,
         graph_resource: config.graph_resource.clone(),
+        metrics: crate::metrics::Metrics::new(),
+        token_limits: Default::default(),
         clock: clock.clone(),
     });
     let app = crate::routes::app(state.clone());

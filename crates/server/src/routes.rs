@@ -21,6 +21,7 @@ pub fn app(state: Shared) -> Router {
         )
         .route("/{tenant}/discovery/v2.0/keys", get(oauth::jwks))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
         .route(
             "/lockstep/v1/vaults",
@@ -49,7 +50,7 @@ pub fn app(state: Shared) -> Router {
         .route("/v1.0/{*rest}", axum::routing::any(graph::handle))
         .fallback(management::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), by_host))
-        .layer(middleware::from_fn(request_id))
+        .layer(middleware::from_fn_with_state(state.clone(), request_id))
         .with_state(state)
 }
 
@@ -82,7 +83,7 @@ async fn by_host(State(state): State<Shared>, req: Request, next: Next) -> Respo
 
 /// Gives every response an `x-ms-request-id` (echoing the client's
 /// `x-ms-client-request-id` as Azure does).
-async fn request_id(req: Request, next: Next) -> Response {
+async fn request_id(State(state): State<Shared>, req: Request, next: Next) -> Response {
     let client_id = req.headers().get("x-ms-client-request-id").cloned();
     let id = lockstep_crypto::random::guid();
     let method = req.method().clone();
@@ -95,6 +96,15 @@ async fn request_id(req: Request, next: Next) -> Response {
     if let Some(c) = client_id {
         resp.headers_mut().insert("x-ms-client-request-id", c);
     }
+    let class = match resp.status().as_u16() {
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    state
+        .metrics
+        .inc("lockstep_http_requests_total", &[("status", class)]);
     tracing::info!(
         request_id = %id,
         %method,
@@ -104,6 +114,17 @@ async fn request_id(req: Request, next: Next) -> Response {
         "request"
     );
     resp
+}
+
+async fn metrics(State(state): State<Shared>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
 }
 
 async fn healthz() -> &'static str {

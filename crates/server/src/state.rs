@@ -25,9 +25,32 @@ pub struct AppState {
     pub vault_audiences: Vec<String>,
     /// Audience of Graph tokens.
     pub graph_resource: String,
+    /// Counters exported at `/metrics`.
+    pub metrics: crate::metrics::Metrics,
+    /// Rate limits of the token endpoint.
+    pub token_limits: TokenLimits,
     /// The clock.
     pub clock: SharedClock,
 }
 
 /// State as handlers receive it.
 pub type Shared = Arc<AppState>;
+
+/// Rate limits of the token endpoint: every request per client address, and
+/// failed secrets per application (which alert but never block the right
+/// secret).
+pub struct TokenLimits {
+    /// All token requests from one address.
+    pub per_address: crate::ratelimit::RateLimiter,
+    /// Failed secrets for one application.
+    pub failures_per_app: crate::ratelimit::RateLimiter,
+}
+
+impl Default for TokenLimits {
+    fn default() -> Self {
+        Self {
+            per_address: crate::ratelimit::RateLimiter::new(1_000.0, 2_000.0),
+            failures_per_app: crate::ratelimit::RateLimiter::new(10.0 / 60.0, 10.0),
+        }
+    }
+}
