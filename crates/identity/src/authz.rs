@@ -60,6 +60,14 @@ pub mod actions {
     pub const ROLE_ASSIGNMENT_DELETE: &str = "Microsoft.Authorization/roleAssignments/delete";
     /// Rotate the token signing key.
     pub const SIGNING_KEY_ROTATE: &str = "Lockstep/signingKeys/rotate";
+    /// Read rotation bindings, runs and status.
+    pub const ROTATION_READ: &str = "Lockstep/rotation/read";
+    /// Create, change and delete rotation bindings.
+    pub const ROTATION_WRITE: &str = "Lockstep/rotation/write";
+    /// Start, cancel and retry rotations.
+    pub const ROTATION_ROTATE: &str = "Lockstep/rotation/rotate/action";
+    /// Move a development server's clock.
+    pub const DEV_TIME_SHIFT: &str = "Lockstep/dev/timeShift/action";
 
     /// Every action, for the role × action table.
     pub const ALL: &[&str] = &[
@@ -87,6 +95,10 @@ pub mod actions {
         ROLE_ASSIGNMENT_WRITE,
         ROLE_ASSIGNMENT_DELETE,
         SIGNING_KEY_ROTATE,
+        ROTATION_READ,
+        ROTATION_WRITE,
+        ROTATION_ROTATE,
+        DEV_TIME_SHIFT,
     ];
 }
 
@@ -134,11 +146,13 @@ pub const BUILTIN_ROLES: &[RoleDefinition] = &[
     RoleDefinition {
         name: "Contributor",
         id: "b24988ac-6180-42a0-ab88-20f7382dd24c",
-        description: "Everything except managing role assignments.",
+        description:
+            "Everything except managing role assignments (and moving a development clock).",
         actions: &["*"],
         not_actions: &[
             "Microsoft.Authorization/roleAssignments/write",
             "Microsoft.Authorization/roleAssignments/delete",
+            actions::DEV_TIME_SHIFT,
         ],
     },
     RoleDefinition {
@@ -152,6 +166,7 @@ pub const BUILTIN_ROLES: &[RoleDefinition] = &[
             actions::APP_READ,
             actions::APP_POLICY_READ,
             actions::ROLE_ASSIGNMENT_READ,
+            actions::ROTATION_READ,
         ],
         not_actions: &[],
     },
@@ -166,6 +181,8 @@ pub const BUILTIN_ROLES: &[RoleDefinition] = &[
             actions::SECRET_SET,
             actions::APP_READ,
             actions::APP_CREDENTIALS,
+            actions::ROTATION_READ,
+            actions::ROTATION_ROTATE,
         ],
         not_actions: &[],
     },

@@ -6,6 +6,7 @@
 mod auth;
 mod bootstrap;
 pub mod config;
+mod events;
 mod graph;
 mod keyvault;
 mod listener;
@@ -14,6 +15,7 @@ mod metrics;
 mod oauth;
 mod ratelimit;
 mod routes;
+mod scheduler;
 mod state;
 mod tls;
 

@@ -114,6 +114,83 @@ impl Metrics {
     }
 }
 
+/// Rotation metrics: run counts by result, run durations, and per-binding
+/// next-due and expiry gauges (computed when scraped).
+pub fn rotation(state: &crate::state::AppState) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = state.engine.stats();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP lockstep_rotations_total Rotation runs that ended, by result."
+    );
+    let _ = writeln!(out, "# TYPE lockstep_rotations_total counter");
+    for (result, v) in [
+        ("succeeded", &s.succeeded),
+        ("failed", &s.failed),
+        ("cancelled", &s.cancelled),
+    ] {
+        let _ = writeln!(
+            out,
+            "lockstep_rotations_total{{result=\"{result}\"}} {}",
+            v.load(Relaxed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP lockstep_rotation_duration_seconds Duration of succeeded rotation runs."
+    );
+    let _ = writeln!(out, "# TYPE lockstep_rotation_duration_seconds summary");
+    let _ = writeln!(
+        out,
+        "lockstep_rotation_duration_seconds_sum {:.3}",
+        s.duration_ms_sum.load(Relaxed) as f64 / 1000.0
+    );
+    let _ = writeln!(
+        out,
+        "lockstep_rotation_duration_seconds_count {}",
+        s.succeeded.load(Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP lockstep_credentials_revoked_total Credentials revoked by the rotation engine."
+    );
+    let _ = writeln!(out, "# TYPE lockstep_credentials_revoked_total counter");
+    let _ = writeln!(
+        out,
+        "lockstep_credentials_revoked_total {}",
+        s.revoked.load(Relaxed)
+    );
+    let _ = writeln!(out, "# HELP lockstep_rotation_next_due_timestamp_seconds When each binding's next rotation is due.");
+    let _ = writeln!(
+        out,
+        "# TYPE lockstep_rotation_next_due_timestamp_seconds gauge"
+    );
+    let _ = writeln!(out, "# HELP lockstep_credential_expiry_timestamp_seconds When each binding's current credential expires.");
+    let _ = writeln!(
+        out,
+        "# TYPE lockstep_credential_expiry_timestamp_seconds gauge"
+    );
+    let tenants = state.store.tenant_list().unwrap_or_default();
+    for t in tenants {
+        for b in state.engine.status(&t.id).unwrap_or_default() {
+            let name = b.name.replace('\\', "\\\\").replace('"', "\\\"");
+            let _ = writeln!(
+                out,
+                "lockstep_rotation_next_due_timestamp_seconds{{binding=\"{name}\"}} {}",
+                b.next_rotation
+            );
+            if let Some(exp) = b.current_expires {
+                let _ = writeln!(
+                    out,
+                    "lockstep_credential_expiry_timestamp_seconds{{binding=\"{name}\"}} {exp}"
+                );
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

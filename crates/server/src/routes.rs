@@ -47,6 +47,41 @@ pub fn app(state: Shared) -> Router {
             "/lockstep/v1/keys/rotate-signing",
             post(management::roles::rotate_signing_key),
         )
+        .route(
+            "/lockstep/v1/rotation/bindings",
+            get(management::rotation::list_bindings).post(management::rotation::create_binding),
+        )
+        .route(
+            "/lockstep/v1/rotation/bindings/{name}",
+            get(management::rotation::get_binding)
+                .patch(management::rotation::patch_binding)
+                .delete(management::rotation::delete_binding),
+        )
+        .route(
+            "/lockstep/v1/rotation/bindings/{name}/rotate",
+            post(management::rotation::rotate),
+        )
+        .route(
+            "/lockstep/v1/rotation/runs",
+            get(management::rotation::list_runs),
+        )
+        .route(
+            "/lockstep/v1/rotation/runs/{id}",
+            get(management::rotation::get_run),
+        )
+        .route(
+            "/lockstep/v1/rotation/runs/{id}/cancel",
+            post(management::rotation::cancel_run),
+        )
+        .route(
+            "/lockstep/v1/rotation/runs/{id}/retry",
+            post(management::rotation::retry_run),
+        )
+        .route("/lockstep/v1/status", get(management::rotation::status))
+        .route(
+            "/lockstep/v1/dev/time-shift",
+            post(management::rotation::time_shift),
+        )
         .route("/v1.0/{*rest}", axum::routing::any(graph::handle))
         .fallback(management::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), by_host))
@@ -117,12 +152,18 @@ async fn request_id(State(state): State<Shared>, req: Request, next: Next) -> Re
 }
 
 async fn metrics(State(state): State<Shared>) -> Response {
+    let s = state.clone();
+    let rotation = tokio::task::spawn_blocking(move || crate::metrics::rotation(&s))
+        .await
+        .unwrap_or_default();
+    let mut text = state.metrics.render();
+    text.push_str(&rotation);
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        state.metrics.render(),
+        text,
     )
         .into_response()
 }

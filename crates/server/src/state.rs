@@ -12,11 +12,11 @@ pub struct AppState {
     /// The store (for readiness checks).
     pub store: Arc<dyn Store>,
     /// The Key Vault secrets service.
-    pub vaults: Vaults,
+    pub vaults: Arc<Vaults>,
     /// Tenants, apps and credentials.
     pub directory: Arc<Directory>,
     /// Token issuance and verification.
-    pub tokens: TokenService,
+    pub tokens: Arc<TokenService>,
     /// The authorization check.
     pub authz: Authorizer,
     /// Vault host suffix (`vault.localhost`).
@@ -31,6 +31,12 @@ pub struct AppState {
     pub token_limits: TokenLimits,
     /// The clock.
     pub clock: SharedClock,
+    /// The clock's handle for moving it, when `--dev-time-shift` is on.
+    pub dev_clock: Option<Arc<lockstep_core::SystemClock>>,
+    /// The rotation engine.
+    pub engine: Arc<lockstep_rotation::Engine>,
+    /// Wakes the scheduler (after a manual rotation or a time shift).
+    pub wake_scheduler: tokio::sync::Notify,
 }
 
 /// State as handlers receive it.

@@ -877,7 +877,7 @@ impl Store for SqliteStore {
     fn signing_key_list(&self) -> StoreResult<Vec<SigningKeyRow>> {
         self.read(|c| {
             c.prepare_cached(
-                "SELECT kid, created, kek_id, wrapped_dek, sealed_pkcs8, retired_at FROM signing_keys ORDER BY created, kid",
+                "SELECT kid, created, kek_id, wrapped_dek, sealed_pkcs8, retired_at FROM signing_keys ORDER BY created, rowid",
             )?
             .query_map([], |r| {
                 Ok(SigningKeyRow {

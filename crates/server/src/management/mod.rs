@@ -2,6 +2,7 @@
 //! `api://lockstep`. Errors: `{"error":{"code","message"}}`.
 
 pub mod roles;
+pub mod rotation;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
