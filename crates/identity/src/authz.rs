@@ -48,6 +48,8 @@ pub mod actions {
     pub const APP_DELETE: &str = "microsoft.directory/applications/delete";
     /// Add or remove client secrets.
     pub const APP_CREDENTIALS: &str = "microsoft.directory/applications/credentials/update";
+    /// Query and verify the audit log.
+    pub const AUDIT_READ: &str = "Lockstep/audit/read";
 }
 
 /// A built-in role: a name and the actions it grants (`*` = all,
@@ -253,6 +255,9 @@ mod tests {
         assert!(!grants("Key Vault Secrets User", actions::SECRET_SET));
         assert!(grants("Key Vault Secrets Officer", actions::SECRET_PURGE));
         assert!(!grants("Key Vault Secrets Officer", actions::VAULT_WRITE));
+        assert!(grants("Owner", actions::AUDIT_READ));
+        assert!(!grants("Key Vault Secrets Officer", actions::AUDIT_READ));
+        assert!(!grants("Key Vault Secrets User", actions::AUDIT_READ));
         assert!(!grants("Nobody", actions::SECRET_GET));
     }
 }

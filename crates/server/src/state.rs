@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use lockstep_audit::AuditLog;
 use lockstep_core::SharedClock;
 use lockstep_identity::{Authorizer, Directory, TokenService};
 use lockstep_store::Store;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub graph_resource: String,
     /// The clock.
     pub clock: SharedClock,
+    /// The audit log (one record per request; see `routes::audit`).
+    pub audit: Arc<AuditLog>,
 }
 
 /// State as handlers receive it.

@@ -13,6 +13,7 @@ use lockstep_identity::TokenError;
 use serde_json::json;
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::audit::AuditHandle;
 use crate::state::Shared;
 
 /// Entra's error body for a token-endpoint failure.
@@ -84,6 +85,7 @@ fn percent_decode(s: &str) -> String {
 pub async fn token(
     State(state): State<Shared>,
     Path(tenant): Path<String>,
+    audit: AuditHandle,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -122,11 +124,15 @@ pub async fn token(
                 ))
             }
         };
+        audit.client_id(&client_id);
         let scope = scope.ok_or(TokenError::MissingParameter("scope"))?;
         state
             .tokens
             .client_credentials(&tenant, &client_id, &secret, &scope)
     })();
+    if let Ok(Some(t)) = state.directory.tenant(&tenant) {
+        audit.tenant(&t.id);
+    }
     match result {
         Ok(issued) => {
             let mut resp = Json(json!({
