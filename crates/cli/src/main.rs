@@ -1,6 +1,7 @@
 //! `lockstep`: the server (`lockstep serve`) and the client commands that
 //! talk to a running server.
 
+mod audit;
 mod client;
 mod output;
 mod secret;
@@ -37,6 +38,13 @@ enum Command {
         #[command(subcommand)]
         command: secret::SecretCommand,
     },
+    /// Verify and search the audit log.
+    Audit {
+        #[command(flatten)]
+        conn: client::ConnectArgs,
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -56,6 +64,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Vault { conn, command } => vault::run(conn, command).await,
             Command::Secret { conn, command } => secret::run(conn, command).await,
+            Command::Audit { conn, command } => audit::run(conn, command).await,
         }
     });
     match result {
