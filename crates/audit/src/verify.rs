@@ -86,8 +86,9 @@ pub fn verify_reader(mut reader: impl BufRead) -> Result<VerifyReport, VerifyErr
             let reason = if n as u64 > MAX_LINE {
                 "line is too long to be a record".to_owned()
             } else {
-                "incomplete last line (no newline): a crash during a write, or an edited \
-                 record; the server moves such a tail aside when it next starts"
+                "incomplete last line (no newline): a crash during a write, an edited \
+                 record, or a write in progress (for a running server, use its verify); \
+                 the server moves such a tail aside when it next starts"
                     .to_owned()
             };
             return Err(broken(claimed_seq(&buf), reason));
