@@ -57,6 +57,13 @@ pub struct ConnectArgs {
     pub json: bool,
 }
 
+impl ConnectArgs {
+    /// The data directory (for files read offline, such as the audit log).
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+}
+
 /// An authenticated connection to a server.
 pub struct Connection {
     http: reqwest::Client,

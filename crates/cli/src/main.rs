@@ -2,6 +2,7 @@
 //! talk to a running server.
 
 mod app;
+mod audit;
 mod client;
 mod output;
 mod role;
@@ -96,6 +97,13 @@ enum Command {
         #[command(subcommand)]
         command: secret::SecretCommand,
     },
+    /// Verify and search the audit log.
+    Audit {
+        #[command(flatten)]
+        conn: client::ConnectArgs,
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -128,6 +136,7 @@ fn main() -> ExitCode {
             Command::Dev { conn, command } => rotation::dev(conn, command).await,
             Command::Role { conn, command } => role::run(conn, command).await,
             Command::Keys { conn, command } => role::run_keys(conn, command).await,
+            Command::Audit { conn, command } => audit::run(conn, command).await,
         }
     });
     match result {

@@ -99,7 +99,10 @@ pub mod actions {
         ROTATION_WRITE,
         ROTATION_ROTATE,
         DEV_TIME_SHIFT,
+        AUDIT_READ,
     ];
+    /// Query and verify the audit log.
+    pub const AUDIT_READ: &str = "Lockstep/audit/read";
 }
 
 /// A built-in role: a name and the actions it grants (`*` = all,
@@ -167,6 +170,7 @@ pub const BUILTIN_ROLES: &[RoleDefinition] = &[
             actions::APP_POLICY_READ,
             actions::ROLE_ASSIGNMENT_READ,
             actions::ROTATION_READ,
+            actions::AUDIT_READ,
         ],
         not_actions: &[],
     },
@@ -496,6 +500,9 @@ mod tests {
         assert!(!grants("Key Vault Secrets User", actions::SECRET_SET));
         assert!(grants("Key Vault Secrets Officer", actions::SECRET_PURGE));
         assert!(!grants("Key Vault Secrets Officer", actions::VAULT_WRITE));
+        assert!(grants("Owner", actions::AUDIT_READ));
+        assert!(!grants("Key Vault Secrets Officer", actions::AUDIT_READ));
+        assert!(!grants("Key Vault Secrets User", actions::AUDIT_READ));
         assert!(!grants("Nobody", actions::SECRET_GET));
     }
 }

@@ -5,12 +5,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod at_rest;
+mod audit;
 mod auth;
 mod backup;
 mod cli;
 mod management;
 mod paging;
 mod persistence;
+mod rbac;
+mod rotation;
 mod startup;
 mod token_endpoint;
 mod vault_api;
