@@ -305,20 +305,8 @@ pub struct Authorizer {
     cache: RwLock<HashMap<String, Arc<Vec<RoleAssignmentRow>>>>,
 }
 
-fn grants(role: &str, action: &str) -> bool {
-    BUILTIN_ROLES
-        .iter()
-        .find(|r| r.name.eq_ignore_ascii_case(role))
-        .is_some_and(|r| {
-            r.actions.iter().any(|a| {
-                *a == "*"
-                    || a.eq_ignore_ascii_case(action)
-                    || a.strip_suffix('*').is_some_and(|prefix| {
-                        action.len() >= prefix.len()
-                            && action[..prefix.len()].eq_ignore_ascii_case(prefix)
-                    })
-            })
-        })
+fn grants(role_name: &str, action: &str) -> bool {
+    role(role_name).is_some_and(|r| r.grants(action))
 }
 
 impl Authorizer {
@@ -373,13 +361,14 @@ impl Authorizer {
     pub fn assign(
         &self,
         principal_id: &str,
-        role: &str,
+        role_name: &str,
         scope: &Scope,
     ) -> Result<RoleAssignmentRow, StoreError> {
+        let def = role(role_name).ok_or(StoreError::NotFound)?;
         let row = RoleAssignmentRow {
             id: lockstep_crypto::random::guid(),
             principal_id: principal_id.to_owned(),
-            role: role.to_owned(),
+            role: def.name.to_owned(),
             scope: scope.as_str().to_owned(),
             created: self.clock.unix(),
         };

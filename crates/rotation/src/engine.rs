@@ -518,6 +518,17 @@ impl Engine {
         revoke: RevokeMode,
         leaked_key_id: Option<String>,
     ) -> Result<String, RotationError> {
+        self.request_run(binding, trigger, revoke, leaked_key_id, None)
+    }
+
+    fn request_run(
+        &self,
+        binding: &str,
+        trigger: Trigger,
+        revoke: RevokeMode,
+        leaked_key_id: Option<String>,
+        retry_of: Option<String>,
+    ) -> Result<String, RotationError> {
         let _admission = lock(&self.admission);
         let mut b = self.binding(binding)?;
         if let Some(active) = self.active_run(binding)? {
@@ -545,7 +556,7 @@ impl Engine {
         } else {
             trigger
         };
-        let run = Run::new(
+        let mut run = Run::new(
             id.clone(),
             binding,
             trigger.as_str(),
@@ -553,6 +564,7 @@ impl Engine {
             leaked_key_id.map(|k| k.to_ascii_lowercase()),
             now,
         );
+        run.retry_of = retry_of;
         self.store.run_insert(&RunRow {
             id: id.clone(),
             binding: binding.to_owned(),
@@ -606,16 +618,13 @@ impl Engine {
         } else {
             RevokeMode::AfterGrace
         };
-        let new_id = self.request(
+        self.request_run(
             &old.binding,
             Trigger::Retry,
             revoke,
             old.leaked_key_id.clone(),
-        )?;
-        let mut run = self.load(&new_id)?;
-        run.retry_of = Some(id.to_owned());
-        self.save(&run)?;
-        Ok(new_id)
+            Some(id.to_owned()),
+        )
     }
 
     /// Executes (or resumes) a run to a terminal state. Blocking: call it
@@ -1042,6 +1051,7 @@ impl Engine {
             let handle = tokio::runtime::Handle::try_current()
                 .map_err(|_| StepFailure("no runtime for the probe".into()))?;
             loop {
+                self.check_cancel(run)?;
                 let status = handle.block_on(async {
                     self.http
                         .get(url)
