@@ -611,7 +611,10 @@ mod tests {
     #[test]
     fn token_lifecycle_and_expiry() {
         let f = fixture();
-        let pw = f.directory.add_password(&f.app_object, None, None, None).unwrap();
+        let pw = f
+            .directory
+            .add_password(&f.app_object, None, None, None)
+            .unwrap();
         let issued = f
             .tokens
             .client_credentials(&f.tenant, &f.app_id, &pw.secret_text, &scope())
@@ -621,26 +624,40 @@ mod tests {
         assert_eq!(claims.appid.as_deref(), Some(f.app_id.as_str()));
         assert_eq!(claims.exp - claims.iat, DEFAULT_TOKEN_LIFETIME);
         assert_eq!(
-            f.tokens.verify(&issued.access_token, "api://lockstep").unwrap_err(),
+            f.tokens
+                .verify(&issued.access_token, "api://lockstep")
+                .unwrap_err(),
             VerifyError::WrongAudience
         );
         // Cached or not, an expired token is refused.
         f.clock.advance(DEFAULT_TOKEN_LIFETIME);
-        assert_eq!(f.tokens.verify(&issued.access_token, VAULT).unwrap_err(), VerifyError::Expired);
+        assert_eq!(
+            f.tokens.verify(&issued.access_token, VAULT).unwrap_err(),
+            VerifyError::Expired
+        );
     }
 
     #[test]
     fn tampered_and_foreign_tokens_are_refused() {
         let f = fixture();
         let other = fixture();
-        let pw = other.directory.add_password(&other.app_object, None, None, None).unwrap();
+        let pw = other
+            .directory
+            .add_password(&other.app_object, None, None, None)
+            .unwrap();
         let foreign = other
             .tokens
             .client_credentials(&other.tenant, &other.app_id, &pw.secret_text, &scope())
             .unwrap()
             .access_token;
-        assert_eq!(f.tokens.verify(&foreign, VAULT).unwrap_err(), VerifyError::BadSignature);
-        let pw = f.directory.add_password(&f.app_object, None, None, None).unwrap();
+        assert_eq!(
+            f.tokens.verify(&foreign, VAULT).unwrap_err(),
+            VerifyError::BadSignature
+        );
+        let pw = f
+            .directory
+            .add_password(&f.app_object, None, None, None)
+            .unwrap();
         let token = f
             .tokens
             .client_credentials(&f.tenant, &f.app_id, &pw.secret_text, &scope())
@@ -651,8 +668,14 @@ mod tests {
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
         claims["oid"] = serde_json::json!("someone-else");
         parts[1] = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap());
-        assert_eq!(f.tokens.verify(&parts.join("."), VAULT).unwrap_err(), VerifyError::BadSignature);
-        assert_eq!(f.tokens.verify("not.a.jwt", VAULT).unwrap_err(), VerifyError::Malformed);
+        assert_eq!(
+            f.tokens.verify(&parts.join("."), VAULT).unwrap_err(),
+            VerifyError::BadSignature
+        );
+        assert_eq!(
+            f.tokens.verify("not.a.jwt", VAULT).unwrap_err(),
+            VerifyError::Malformed
+        );
     }
 
     #[test]
@@ -685,28 +708,49 @@ mod tests {
     #[test]
     fn errors_carry_entra_codes() {
         let f = fixture();
-        let pw = f.directory.add_password(&f.app_object, None, None, None).unwrap();
+        let pw = f
+            .directory
+            .add_password(&f.app_object, None, None, None)
+            .unwrap();
         let codes = [
-            f.tokens.client_credentials("nope", &f.app_id, &pw.secret_text, &scope()),
-            f.tokens.client_credentials(&f.tenant, "nope", &pw.secret_text, &scope()),
-            f.tokens.client_credentials(&f.tenant, &f.app_id, "wrong", &scope()),
-            f.tokens.client_credentials(&f.tenant, &f.app_id, &pw.secret_text, "https://other/.default"),
-            f.tokens.client_credentials(&f.tenant, &f.app_id, &pw.secret_text, "openid"),
+            f.tokens
+                .client_credentials("nope", &f.app_id, &pw.secret_text, &scope()),
+            f.tokens
+                .client_credentials(&f.tenant, "nope", &pw.secret_text, &scope()),
+            f.tokens
+                .client_credentials(&f.tenant, &f.app_id, "wrong", &scope()),
+            f.tokens.client_credentials(
+                &f.tenant,
+                &f.app_id,
+                &pw.secret_text,
+                "https://other/.default",
+            ),
+            f.tokens
+                .client_credentials(&f.tenant, &f.app_id, &pw.secret_text, "openid"),
         ]
         .map(|r| r.unwrap_err().code());
         assert_eq!(codes, [90002, 700016, 7000215, 500011, 70011]);
-        f.directory.remove_password(&f.app_object, &pw.credential.key_id).unwrap();
+        f.directory
+            .remove_password(&f.app_object, &pw.credential.key_id)
+            .unwrap();
         let err = f
             .tokens
             .client_credentials(&f.tenant, &f.app_id, &pw.secret_text, &scope())
             .unwrap_err();
-        assert_eq!(err.code(), 7000215, "a removed secret stops working at once");
+        assert_eq!(
+            err.code(),
+            7000215,
+            "a removed secret stops working at once"
+        );
     }
 
     #[test]
     fn signing_key_rotation_keeps_old_tokens_valid() {
         let f = fixture();
-        let pw = f.directory.add_password(&f.app_object, None, None, None).unwrap();
+        let pw = f
+            .directory
+            .add_password(&f.app_object, None, None, None)
+            .unwrap();
         let old = f
             .tokens
             .client_credentials(&f.tenant, &f.app_id, &pw.secret_text, &scope())

@@ -90,7 +90,12 @@ impl Server {
         Self::launch(DataDir::Temp(dir), 0, opts.args, opts.env).await
     }
 
-    async fn launch(data: DataDir, port: u16, extra_args: Vec<String>, extra_env: Vec<(String, String)>) -> Server {
+    async fn launch(
+        data: DataDir,
+        port: u16,
+        extra_args: Vec<String>,
+        extra_env: Vec<(String, String)>,
+    ) -> Server {
         let log = Arc::new(Mutex::new(String::new()));
         let (child, port) = spawn(data.path(), port, &extra_args, &extra_env, &log);
         let admin = read_admin(data.path());
@@ -134,7 +139,11 @@ impl Server {
 
     /// Gets a token with client credentials; returns the status and body.
     pub async fn token_response(&self, client_id: &str, secret: &str, scope: &str) -> (u16, Value) {
-        let url = format!("{}/{}/oauth2/v2.0/token", self.authority(), self.admin.tenant_id);
+        let url = format!(
+            "{}/{}/oauth2/v2.0/token",
+            self.authority(),
+            self.admin.tenant_id
+        );
         let resp = self
             .http
             .post(url)
@@ -153,7 +162,9 @@ impl Server {
 
     /// A token for `resource` with the given credentials (panics on failure).
     pub async fn token_as(&self, client_id: &str, secret: &str, resource: &str) -> String {
-        let (status, body) = self.token_response(client_id, secret, &format!("{resource}/.default")).await;
+        let (status, body) = self
+            .token_response(client_id, secret, &format!("{resource}/.default"))
+            .await;
         assert_eq!(status, 200, "token request failed: {body}");
         body["access_token"].as_str().unwrap().to_owned()
     }
@@ -161,7 +172,8 @@ impl Server {
     /// A token for `resource` as the bootstrap admin.
     pub async fn admin_token(&self, resource: &str) -> String {
         let admin = self.admin.clone();
-        self.token_as(&admin.client_id, &admin.client_secret, resource).await
+        self.token_as(&admin.client_id, &admin.client_secret, resource)
+            .await
     }
 
     /// A vault-audience token as the bootstrap admin.
@@ -192,7 +204,8 @@ impl Server {
         let value = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
         (status, headers, value)
     }
@@ -242,7 +255,13 @@ impl Server {
             let status = self.stop();
             assert!(status.success(), "server exited with {status}");
         }
-        let (child, port) = spawn(self.data.path(), self.port, &self.extra_args, &self.extra_env, &self.log);
+        let (child, port) = spawn(
+            self.data.path(),
+            self.port,
+            &self.extra_args,
+            &self.extra_env,
+            &self.log,
+        );
         self.child = Some(child);
         self.port = port;
     }
@@ -281,13 +300,20 @@ fn spawn(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for var in ["LOCKSTEP_CONFIG", "LOCKSTEP_MASTER_KEY", "LOCKSTEP_LISTEN", "LOCKSTEP_VAULT_SUFFIX"] {
+    for var in [
+        "LOCKSTEP_CONFIG",
+        "LOCKSTEP_MASTER_KEY",
+        "LOCKSTEP_LISTEN",
+        "LOCKSTEP_VAULT_SUFFIX",
+    ] {
         cmd.env_remove(var);
     }
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", binary().display()));
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary().display()));
     let stdout = child.stdout.take().unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -314,12 +340,17 @@ fn spawn(
             panic!("server did not start; output:\n{}", log.lock().unwrap());
         }
     };
-    let port = url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+    let port = url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
     (child, port)
 }
 
 fn read_admin(data: &Path) -> Admin {
-    let text = std::fs::read_to_string(data.join("bootstrap-admin.json")).expect("bootstrap-admin.json");
+    let text =
+        std::fs::read_to_string(data.join("bootstrap-admin.json")).expect("bootstrap-admin.json");
     let v: Value = serde_json::from_str(&text).unwrap();
     Admin {
         tenant_id: v["tenant_id"].as_str().unwrap().to_owned(),
@@ -346,7 +377,8 @@ struct Loopback;
 impl reqwest::dns::Resolve for Loopback {
     fn resolve(&self, _name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         Box::pin(async {
-            let addrs: reqwest::dns::Addrs = Box::new(std::iter::once(SocketAddr::from(([127, 0, 0, 1], 0))));
+            let addrs: reqwest::dns::Addrs =
+                Box::new(std::iter::once(SocketAddr::from(([127, 0, 0, 1], 0))));
             Ok(addrs)
         })
     }
