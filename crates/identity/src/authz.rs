@@ -48,6 +48,12 @@ pub mod actions {
     pub const APP_DELETE: &str = "microsoft.directory/applications/delete";
     /// Add or remove client secrets.
     pub const APP_CREDENTIALS: &str = "microsoft.directory/applications/credentials/update";
+    /// List or read tenant users.
+    pub const USER_READ: &str = "Lockstep/users/read";
+    /// Create users, change their name or enabled state, reset their password.
+    pub const USER_WRITE: &str = "Lockstep/users/write";
+    /// Delete users.
+    pub const USER_DELETE: &str = "Lockstep/users/delete";
 }
 
 /// A built-in role: a name and the actions it grants (`*` = all,
@@ -235,6 +241,8 @@ impl Authorizer {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
@@ -254,5 +262,38 @@ mod tests {
         assert!(grants("Key Vault Secrets Officer", actions::SECRET_PURGE));
         assert!(!grants("Key Vault Secrets Officer", actions::VAULT_WRITE));
         assert!(!grants("Nobody", actions::SECRET_GET));
+    }
+
+    #[test]
+    fn users_hold_roles_like_any_principal() {
+        use crate::token::{Principal, PrincipalKind};
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(lockstep_store::SqliteStore::open(&dir.path().join("db")).unwrap());
+        let clock: SharedClock = Arc::new(lockstep_core::TestClock::at(1_800_000_000));
+        let authz = Authorizer::new(store, clock);
+        let user = Principal {
+            object_id: "u1".into(),
+            tenant_id: "t1".into(),
+            app_id: None,
+            kind: PrincipalKind::User,
+        };
+        let denied = authz
+            .check(&user, actions::USER_READ, &Scope::tenant("t1"))
+            .unwrap_err();
+        assert_eq!(denied.caller, "-");
+        assert_eq!(denied.oid, "u1");
+        authz.assign("u1", "Owner", &Scope::tenant("t1")).unwrap();
+        for action in [
+            actions::USER_READ,
+            actions::USER_WRITE,
+            actions::USER_DELETE,
+            actions::VAULT_READ,
+        ] {
+            authz.check(&user, action, &Scope::tenant("t1")).unwrap();
+        }
+        assert!(authz
+            .check(&user, actions::USER_READ, &Scope::tenant("t2"))
+            .is_err());
     }
 }
