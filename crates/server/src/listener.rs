@@ -12,7 +12,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use lockstep_core::{SharedClock, SystemClock};
 use lockstep_crypto::hash::SecretHasher;
-use lockstep_identity::{Authorizer, Directory, TokenService};
+use lockstep_identity::{Authorizer, Directory, TokenService, Users};
 use lockstep_vault::Vaults;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -146,6 +146,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         vault_audiences,
         graph_resource: config.graph_resource.clone(),
         clock: clock.clone(),
+        users: Users::new(opened.store.clone(), clock.clone()),
+        default_tenant: installation.tenant_id.clone(),
     });
     let app = crate::routes::app(state.clone());
 

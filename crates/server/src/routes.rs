@@ -30,6 +30,21 @@ pub fn app(state: Shared) -> Router {
             "/lockstep/v1/vaults/{name}",
             get(management::get_vault).delete(management::delete_vault),
         )
+        .route("/lockstep/v1/login", post(management::users::login))
+        .route(
+            "/lockstep/v1/users",
+            get(management::users::list).post(management::users::create),
+        )
+        .route(
+            "/lockstep/v1/users/{id}",
+            get(management::users::show)
+                .patch(management::users::update)
+                .delete(management::users::delete),
+        )
+        .route(
+            "/lockstep/v1/users/{id}/changePassword",
+            post(management::users::change_password),
+        )
         .route("/v1.0/{*rest}", axum::routing::any(graph::handle))
         .fallback(management::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), by_host))

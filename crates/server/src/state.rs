@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use lockstep_core::SharedClock;
-use lockstep_identity::{Authorizer, Directory, TokenService};
+use lockstep_identity::{Authorizer, Directory, TokenService, Users};
 use lockstep_store::Store;
 use lockstep_vault::Vaults;
 
@@ -27,6 +27,10 @@ pub struct AppState {
     pub graph_resource: String,
     /// The clock.
     pub clock: SharedClock,
+    /// Tenant users and their passwords.
+    pub users: Users,
+    /// The tenant created on first start (sign-in's default).
+    pub default_tenant: String,
 }
 
 /// State as handlers receive it.

@@ -1,6 +1,8 @@
 //! The Lockstep management API (`/lockstep/v1/…`). Tokens must be issued for
 //! `api://lockstep`. Errors: `{"error":{"code","message"}}`.
 
+pub mod users;
+
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -58,12 +60,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn caller(
-    state: &Shared,
-    headers: &HeaderMap,
-    action: &str,
-    scope: impl FnOnce(&str) -> Scope,
-) -> Result<Principal, ApiError> {
+/// The caller, authenticated by a token for `api://lockstep` (no
+/// authorization yet).
+fn authenticated(state: &Shared, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let (principal, _) =
         authenticate(state, headers, &[MANAGEMENT_RESOURCE.to_owned()]).map_err(|f| {
             let message = match f {
@@ -72,6 +71,17 @@ fn caller(
             };
             ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", message)
         })?;
+    Ok(principal)
+}
+
+/// The caller, authenticated and authorized for `action` at `scope`.
+fn caller(
+    state: &Shared,
+    headers: &HeaderMap,
+    action: &str,
+    scope: impl FnOnce(&str) -> Scope,
+) -> Result<Principal, ApiError> {
+    let principal = authenticated(state, headers)?;
     state
         .authz
         .check(&principal, action, &scope(&principal.tenant_id))
