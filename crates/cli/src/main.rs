@@ -2,9 +2,11 @@
 //! talk to a running server.
 
 mod client;
+mod login;
 mod output;
 mod secret;
 mod serve;
+mod user;
 mod vault;
 
 use std::process::ExitCode;
@@ -37,6 +39,25 @@ enum Command {
         #[command(subcommand)]
         command: secret::SecretCommand,
     },
+    /// Sign in as a user (password on standard input); later commands act as that user.
+    Login {
+        #[command(flatten)]
+        conn: client::ConnectArgs,
+        #[command(flatten)]
+        args: login::LoginArgs,
+    },
+    /// Forget the saved user login.
+    Logout {
+        #[command(flatten)]
+        conn: client::ConnectArgs,
+    },
+    /// Manage the tenant's users.
+    User {
+        #[command(flatten)]
+        conn: client::ConnectArgs,
+        #[command(subcommand)]
+        command: user::UserCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -56,6 +77,9 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Vault { conn, command } => vault::run(conn, command).await,
             Command::Secret { conn, command } => secret::run(conn, command).await,
+            Command::Login { conn, args } => login::run(conn, args).await,
+            Command::Logout { conn } => login::logout(&conn),
+            Command::User { conn, command } => user::run(conn, command).await,
         }
     });
     match result {
