@@ -115,7 +115,14 @@ impl Connection {
     fn identity(args: &ConnectArgs, server: &str) -> CliResult<Identity> {
         let boot = read_bootstrap(&args.data_dir);
         let token_path = login::token_path(args);
-        let saved = SavedLogin::read(&token_path)?;
+        let explicit = args.client_id.is_some() || args.client_secret.is_some();
+        // With explicit client credentials the saved login does not matter,
+        // not even if it is unreadable.
+        let saved = if args.as_user || !explicit {
+            SavedLogin::read(&token_path)?
+        } else {
+            None
+        };
         let now = login::now();
         if args.as_user {
             let saved = saved.ok_or_else(|| {
@@ -135,7 +142,6 @@ impl Connection {
             }
             return Ok(Identity::User(Box::new(saved)));
         }
-        let explicit = args.client_id.is_some() || args.client_secret.is_some();
         if !explicit {
             if let Some(saved) = saved.filter(|s| s.server == server) {
                 if !saved.is_valid(now) {
