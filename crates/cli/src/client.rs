@@ -56,6 +56,14 @@ pub struct ConnectArgs {
     /// Vault host suffix (default: from the bootstrap file, else vault.localhost).
     #[arg(long, global = true, env = "LOCKSTEP_VAULT_SUFFIX")]
     vault_suffix: Option<String>,
+    /// Audience of Graph tokens.
+    #[arg(
+        long,
+        global = true,
+        env = "LOCKSTEP_GRAPH_RESOURCE",
+        default_value = "https://graph.microsoft.com"
+    )]
+    graph_resource: String,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -93,6 +101,7 @@ pub struct Connection {
     tenant_hint: Option<String>,
     identity: Identity,
     vault_suffix: String,
+    graph_resource: String,
 }
 
 /// A failed call, already phrased for the user.
@@ -231,6 +240,7 @@ impl Connection {
             tenant_hint,
             identity: Identity::Anonymous,
             vault_suffix,
+            graph_resource: args.graph_resource.clone(),
         })
     }
 
@@ -279,6 +289,11 @@ impl Connection {
             .await
             .map_err(|e| connect_error(url, e))?;
         read_response(resp).await
+    }
+
+    /// The audience of Graph tokens.
+    pub fn graph_resource(&self) -> String {
+        self.graph_resource.clone()
     }
 
     /// The base URL of a vault.

@@ -1,9 +1,12 @@
 //! `lockstep`: the server (`lockstep serve`) and the client commands that
 //! talk to a running server.
 
+mod app;
 mod client;
 mod login;
 mod output;
+mod role;
+mod rotation;
 mod secret;
 mod serve;
 mod user;
@@ -31,6 +34,62 @@ enum Command {
         conn: client::ConnectArgs,
         #[command(subcommand)]
         command: vault::VaultCommand,
+    },
+    /// Manage app registrations and their client secrets.
+    App {
+        #[command(flatten)]
+        conn: client::ConnectArgs,
+        #[command(subcommand)]
+        command: app::AppCommand,
+    },
+    /// Manage role assignments.
+    Role {
+        #[command(flatten)]
+        conn: client::ConnectArgs,
+        #[command(subcommand)]
+        command: role::RoleCommand,
+    },
+    /// Manage token signing keys.
+    Keys {
+        #[command(flatten)]
+        conn: client::ConnectArgs,
+        #[command(subcommand)]
+        command: role::KeysCommand,
+    },
+    /// Manage rotation bindings and runs.
+    Rotation {
+        #[command(flatten)]
+        conn: client::ConnectArgs,
+        #[command(subcommand)]
+        command: rotation::RotationCommand,
+    },
+    /// Rotate a binding now (the app's client secret and its vault secret together).
+    Rotate {
+        #[command(flatten)]
+        conn: client::ConnectArgs,
+        /// Binding name.
+        name: String,
+        /// `afterGrace` (default) or `now` (emergency: revoke the previous credential at once).
+        #[arg(long, default_value = "afterGrace")]
+        revoke_previous: String,
+        /// Key id of a leaked credential to revoke at once (implies --revoke-previous now).
+        #[arg(long)]
+        leaked: Option<String>,
+        /// Return the run id without waiting.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// What is current, what is due, and what has drifted.
+    Status {
+        #[command(flatten)]
+        conn: client::ConnectArgs,
+    },
+    /// Development helpers (server started with --dev-time-shift).
+    Dev {
+        #[command(flatten)]
+        conn: client::ConnectArgs,
+        #[command(subcommand)]
+        command: rotation::DevCommand,
     },
     /// Manage secrets in a vault.
     Secret {
@@ -77,6 +136,19 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Vault { conn, command } => vault::run(conn, command).await,
             Command::Secret { conn, command } => secret::run(conn, command).await,
+            Command::App { conn, command } => app::run(conn, command).await,
+            Command::Rotation { conn, command } => rotation::run(conn, command).await,
+            Command::Rotate {
+                conn,
+                name,
+                revoke_previous,
+                leaked,
+                no_wait,
+            } => rotation::rotate(conn, name, revoke_previous, leaked, no_wait).await,
+            Command::Status { conn } => rotation::status(conn).await,
+            Command::Dev { conn, command } => rotation::dev(conn, command).await,
+            Command::Role { conn, command } => role::run(conn, command).await,
+            Command::Keys { conn, command } => role::run_keys(conn, command).await,
             Command::Login { conn, args } => login::run(conn, args).await,
             Command::Logout { conn } => login::logout(&conn),
             Command::User { conn, command } => user::run(conn, command).await,

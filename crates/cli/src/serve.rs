@@ -35,6 +35,13 @@ pub struct ServeArgs {
     /// Resource (audience) of Graph tokens.
     #[arg(long, env = "LOCKSTEP_GRAPH_RESOURCE")]
     graph_resource: Option<String>,
+    /// Development mode: allow moving the clock forward through the API
+    /// (`lockstep dev time-shift`). Never use in production.
+    #[arg(long, env = "LOCKSTEP_DEV_TIME_SHIFT")]
+    dev_time_shift: bool,
+    /// How often the rotation scheduler looks for due work, in milliseconds.
+    #[arg(long, env = "LOCKSTEP_SCHEDULER_TICK_MS")]
+    scheduler_tick_ms: Option<u64>,
     /// TOML configuration file with the same settings (snake_case keys).
     #[arg(long, env = "LOCKSTEP_CONFIG")]
     config: Option<PathBuf>,
@@ -52,6 +59,8 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     graph_resource: Option<String>,
+    dev_time_shift: Option<bool>,
+    scheduler_tick_ms: Option<u64>,
 }
 
 fn resolve(args: ServeArgs) -> Result<ServeConfig, String> {
@@ -98,6 +107,10 @@ fn resolve(args: ServeArgs) -> Result<ServeConfig, String> {
     config.tls_key = args.tls_key.or(file.tls_key);
     if let Some(g) = args.graph_resource.or(file.graph_resource) {
         config.graph_resource = g;
+    }
+    config.dev_time_shift = args.dev_time_shift || file.dev_time_shift.unwrap_or(false);
+    if let Some(ms) = args.scheduler_tick_ms.or(file.scheduler_tick_ms) {
+        config.scheduler_tick = std::time::Duration::from_millis(ms.max(10));
     }
     config.master_key = std::env::var("LOCKSTEP_MASTER_KEY")
         .ok()

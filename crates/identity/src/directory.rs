@@ -23,6 +23,9 @@ pub enum DirectoryError {
     /// Invalid input; the message is safe to show.
     #[error("{0}")]
     Invalid(String),
+    /// A requested credential lifetime exceeds the app-management policy.
+    #[error("Credential lifetime exceeds the max value allowed as per assigned policy: {0}.")]
+    LifetimeOverPolicy(String),
     /// Storage failure.
     #[error("storage error: {0}")]
     Store(#[from] StoreError),
@@ -39,6 +42,34 @@ pub struct NewPassword {
 
 /// Default lifetime of a password credential when none is asked for (2 years).
 pub const DEFAULT_PASSWORD_LIFETIME: i64 = 2 * 365 * 86_400;
+
+/// A tenant's app-management policy: restrictions on new client secrets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AppPolicy {
+    /// Whether the restrictions apply.
+    pub enabled: bool,
+    /// Longest allowed password lifetime, in seconds.
+    pub password_lifetime: Option<i64>,
+    /// Only apps created after this time (Unix seconds) are restricted.
+    pub restrict_apps_created_after: Option<i64>,
+}
+
+impl AppPolicy {
+    /// The longest lifetime allowed for a new secret on `app`, if limited.
+    pub fn limit_for(&self, app: &AppRow) -> Option<i64> {
+        if !self.enabled {
+            return None;
+        }
+        match self.restrict_apps_created_after {
+            Some(after) if app.created < after => None,
+            _ => self.password_lifetime,
+        }
+    }
+}
+
+fn policy_key(tenant_id: &str) -> String {
+    format!("app-policy/{tenant_id}")
+}
 
 /// The directory of tenants, apps and credentials.
 pub struct Directory {
@@ -121,16 +152,29 @@ impl Directory {
         start: Option<i64>,
         end: Option<i64>,
     ) -> Result<NewPassword, DirectoryError> {
-        if self.store.app_by_object_id(app_object_id)?.is_none() {
-            return Err(DirectoryError::AppNotFound(app_object_id.to_owned()));
-        }
+        let app = self
+            .store
+            .app_by_object_id(app_object_id)?
+            .ok_or_else(|| DirectoryError::AppNotFound(app_object_id.to_owned()))?;
+        let limit = self.app_policy(&app.tenant_id)?.limit_for(&app);
         let now = self.clock.unix();
         let start = start.unwrap_or(now);
-        let end = end.unwrap_or(start + DEFAULT_PASSWORD_LIFETIME);
+        let default_lifetime = limit.map_or(DEFAULT_PASSWORD_LIFETIME, |l| {
+            l.min(DEFAULT_PASSWORD_LIFETIME)
+        });
+        let end = end.unwrap_or(start + default_lifetime);
         if end <= start {
             return Err(DirectoryError::Invalid(
                 "endDateTime must be later than startDateTime.".into(),
             ));
+        }
+        if let Some(max) = limit {
+            if end - start > max {
+                return Err(DirectoryError::LifetimeOverPolicy(format!(
+                    "at most {}",
+                    lockstep_core::duration::IsoDuration(max)
+                )));
+            }
         }
         let secret_text = random::client_secret();
         let salt = random::bytes::<16>().to_vec();
@@ -151,6 +195,30 @@ impl Directory {
             credential,
             secret_text,
         })
+    }
+
+    /// The tenant's app-management policy (disabled when never set).
+    pub fn app_policy(&self, tenant_id: &str) -> Result<AppPolicy, DirectoryError> {
+        Ok(self
+            .store
+            .meta_get(&policy_key(tenant_id))?
+            .and_then(|raw| serde_json::from_slice(&raw).ok())
+            .unwrap_or_default())
+    }
+
+    /// Replaces the tenant's app-management policy.
+    pub fn set_app_policy(
+        &self,
+        tenant_id: &str,
+        policy: &AppPolicy,
+    ) -> Result<(), DirectoryError> {
+        if policy.password_lifetime.is_some_and(|l| l <= 0) {
+            return Err(DirectoryError::Invalid(
+                "maxLifetime must be positive.".into(),
+            ));
+        }
+        let raw = serde_json::to_vec(policy).map_err(|e| DirectoryError::Invalid(e.to_string()))?;
+        Ok(self.store.meta_put(&policy_key(tenant_id), &raw)?)
     }
 
     /// Removes a password credential; it stops working at once.
@@ -209,6 +277,18 @@ impl Directory {
         match self.store.app_soft_delete(object_id, self.clock.unix()) {
             Err(StoreError::NotFound) => Err(DirectoryError::AppNotFound(object_id.to_owned())),
             other => Ok(other?),
+        }
+    }
+
+    /// A service principal by object id or application id.
+    pub fn find_service_principal(
+        &self,
+        id: &str,
+    ) -> Result<Option<ServicePrincipalRow>, DirectoryError> {
+        let id = id.to_ascii_lowercase();
+        match self.store.sp_by_object_id(&id)? {
+            Some(sp) => Ok(Some(sp)),
+            None => Ok(self.store.sp_by_app_id(&id)?),
         }
     }
 

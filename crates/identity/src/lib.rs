@@ -10,7 +10,7 @@ pub mod token;
 pub mod user;
 
 pub use authz::{actions, Authorizer, Denied, Scope};
-pub use directory::{Directory, DirectoryError, NewPassword};
+pub use directory::{AppPolicy, Directory, DirectoryError, NewPassword};
 pub use token::{
     Claims, IssuedToken, Principal, PrincipalKind, TokenError, TokenService, VerifyError,
 };

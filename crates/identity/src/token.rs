@@ -211,10 +211,27 @@ pub enum VerifyError {
     UserDisabled,
 }
 
+/// Default time a new signing key is published in the JWKS before it signs
+/// anything, so that relying parties that cache the JWKS see it first.
+pub const DEFAULT_KEY_PUBLISH_DELAY: i64 = 600;
+
 struct KeySet {
-    active: Arc<SigningKey>,
-    /// Public keys with the time they stopped signing (None = active).
-    published: Vec<(PublicJwk, Option<i64>)>,
+    /// Signing keys with their publish time and the time they stop signing
+    /// (None = not scheduled), oldest first.
+    keys: Vec<(Arc<SigningKey>, i64, Option<i64>)>,
+}
+
+impl KeySet {
+    /// The key that signs at `now`: the newest key published at least
+    /// `delay` ago, or the oldest key when none is (a new installation).
+    fn active(&self, now: i64, delay: i64) -> Option<Arc<SigningKey>> {
+        self.keys
+            .iter()
+            .rev()
+            .find(|(_, created, _)| created + delay <= now)
+            .or(self.keys.first())
+            .map(|(k, _, _)| k.clone())
+    }
 }
 
 /// Issues and verifies access tokens.
@@ -226,6 +243,7 @@ pub struct TokenService {
     authority: String,
     resources: Vec<String>,
     lifetime: i64,
+    publish_delay: i64,
     keys: RwLock<KeySet>,
     verified: RwLock<HashMap<String, Arc<Claims>>>,
 }
@@ -268,6 +286,7 @@ impl TokenService {
                 .map(|r| normalize_resource(r).to_owned())
                 .collect(),
             lifetime: DEFAULT_TOKEN_LIFETIME,
+            publish_delay: DEFAULT_KEY_PUBLISH_DELAY,
             keys: RwLock::new(keys),
             verified: RwLock::new(HashMap::new()),
         })
@@ -298,8 +317,7 @@ impl TokenService {
     }
 
     fn key_set(kek: &Kek, rows: &[SigningKeyRow]) -> Result<KeySet, TokenError> {
-        let mut published = Vec::new();
-        let mut active = None;
+        let mut keys = Vec::new();
         for row in rows {
             let binding = format!("signing/{}", row.kid);
             let wrapped = WrappedKey {
@@ -314,13 +332,17 @@ impl TokenService {
                 .map_err(|e| TokenError::Internal(e.to_string()))?;
             let key = SigningKey::from_pkcs8(row.kid.clone(), &der)
                 .map_err(|e| TokenError::Internal(e.to_string()))?;
-            published.push((key.public().clone(), row.retired_at));
-            if row.retired_at.is_none() {
-                active = Some(Arc::new(key));
-            }
+            keys.push((Arc::new(key), row.created, row.retired_at));
         }
-        let active = active.ok_or_else(|| TokenError::Internal("no active signing key".into()))?;
-        Ok(KeySet { active, published })
+        if keys.is_empty() {
+            return Err(TokenError::Internal("no signing key".into()));
+        }
+        Ok(KeySet { keys })
+    }
+
+    /// Sets how long a new signing key is published before it signs.
+    pub fn set_publish_delay(&mut self, seconds: i64) {
+        self.publish_delay = seconds.max(0);
     }
 
     /// The issuer of tokens for a tenant.
@@ -343,10 +365,10 @@ impl TokenService {
     pub fn jwks(&self) -> Vec<PublicJwk> {
         let now = self.clock.unix();
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
-        keys.published
+        keys.keys
             .iter()
-            .filter(|(_, retired)| retired.is_none_or(|r| r + self.lifetime + SKEW > now))
-            .map(|(k, _)| k.clone())
+            .filter(|(_, _, retired)| retired.is_none_or(|r| r + self.lifetime + SKEW > now))
+            .map(|(k, _, _)| k.public().clone())
             .collect()
     }
 
@@ -480,8 +502,8 @@ impl TokenService {
             .keys
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .active
-            .clone();
+            .active(claims.iat, self.publish_delay)
+            .ok_or_else(|| TokenError::Internal("no signing key".into()))?;
         let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "kid": key.kid()});
         let encode = |v: &serde_json::Value| -> Result<String, TokenError> {
             serde_json::to_vec(v)
@@ -581,19 +603,22 @@ impl TokenService {
         Ok(claims)
     }
 
-    /// Rotates the signing key: the new key is published at once and signs
-    /// from now on; the old one stays published until its tokens expire.
-    pub fn rotate_signing_key(&self) -> Result<String, TokenError> {
+    /// Rotates the signing key: the new key is published in the JWKS at
+    /// once and signs only after the publish delay; the old key signs until
+    /// then and stays published until every token it signed has expired.
+    /// Returns the new key id and when it starts signing.
+    pub fn rotate_signing_key(&self) -> Result<(String, i64), TokenError> {
         let now = self.clock.unix();
         let row = Self::new_key_row(&self.kek, now)?;
         let kid = row.kid.clone();
+        let activates = now + self.publish_delay;
         self.store
-            .signing_key_rotate(&row, now)
+            .signing_key_rotate(&row, activates)
             .map_err(store_err)?;
         let rows = self.store.signing_key_list().map_err(store_err)?;
         let set = Self::key_set(&self.kek, &rows)?;
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = set;
-        Ok(kid)
+        Ok((kid, activates))
     }
 }
 
@@ -803,14 +828,50 @@ mod tests {
             .client_credentials(&f.tenant, &f.app_id, &pw.secret_text, &scope())
             .unwrap()
             .access_token;
-        let before: Vec<String> = f.tokens.jwks().into_iter().map(|k| k.kid).collect();
-        let new_kid = f.tokens.rotate_signing_key().unwrap();
-        let after: Vec<String> = f.tokens.jwks().into_iter().map(|k| k.kid).collect();
-        assert!(after.contains(&new_kid) && after.contains(&before[0]));
-        assert!(f.tokens.verify(&old, VAULT).is_ok());
+        let kid_of = |token: &str| -> String {
+            let header: serde_json::Value = serde_json::from_slice(
+                &URL_SAFE_NO_PAD
+                    .decode(token.split('.').next().unwrap())
+                    .unwrap(),
+            )
+            .unwrap();
+            header["kid"].as_str().unwrap().to_owned()
+        };
+        let old_kid = kid_of(&old);
+        let (new_kid, activates) = f.tokens.rotate_signing_key().unwrap();
+        assert_eq!(activates, f.clock.unix() + DEFAULT_KEY_PUBLISH_DELAY);
+        let published: Vec<String> = f.tokens.jwks().into_iter().map(|k| k.kid).collect();
+        assert_eq!(
+            published,
+            vec![old_kid.clone(), new_kid.clone()],
+            "published before it signs"
+        );
+        let issue = || {
+            f.tokens
+                .client_credentials(&f.tenant, &f.app_id, &pw.secret_text, &scope())
+                .unwrap()
+                .access_token
+        };
+        assert_eq!(
+            kid_of(&issue()),
+            old_kid,
+            "the old key signs during the publish delay"
+        );
+        f.clock.advance(DEFAULT_KEY_PUBLISH_DELAY);
+        let fresh = issue();
+        assert_eq!(kid_of(&fresh), new_kid, "the new key signs after the delay");
+        assert!(
+            f.tokens.verify(&old, VAULT).is_ok(),
+            "old tokens stay valid"
+        );
+        assert!(
+            f.tokens.jwks().iter().any(|k| k.kid == old_kid),
+            "old key still published"
+        );
         f.clock.advance(DEFAULT_TOKEN_LIFETIME + SKEW + 1);
         let later: Vec<String> = f.tokens.jwks().into_iter().map(|k| k.kid).collect();
         assert_eq!(later, vec![new_kid]);
+        assert!(f.tokens.verify(&fresh, VAULT).is_err(), "expired by now");
     }
 
     #[test]

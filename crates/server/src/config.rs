@@ -24,6 +24,10 @@ pub struct ServeConfig {
     pub master_key: Option<zeroize::Zeroizing<String>>,
     /// Resource (audience) of Microsoft Graph tokens.
     pub graph_resource: String,
+    /// Development mode: the clock can be moved forward through the API.
+    pub dev_time_shift: bool,
+    /// How often the rotation scheduler looks for due work.
+    pub scheduler_tick: std::time::Duration,
 }
 
 impl ServeConfig {
@@ -39,6 +43,8 @@ impl ServeConfig {
             tls_key: None,
             master_key: None,
             graph_resource: "https://graph.microsoft.com".into(),
+            dev_time_shift: false,
+            scheduler_tick: std::time::Duration::from_secs(5),
         }
     }
 }

@@ -6,12 +6,16 @@
 mod auth;
 mod bootstrap;
 pub mod config;
+mod events;
 mod graph;
 mod keyvault;
 mod listener;
 mod management;
+mod metrics;
 mod oauth;
+mod ratelimit;
 mod routes;
+mod scheduler;
 mod state;
 mod tls;
 

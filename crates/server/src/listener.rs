@@ -51,7 +51,8 @@ pub enum ServeError {
 
 /// Runs the server until it is told to stop.
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
-    let clock: SharedClock = Arc::new(SystemClock::new());
+    let system_clock = Arc::new(SystemClock::new());
+    let clock: SharedClock = system_clock.clone();
     let opened = bootstrap::open(
         &config.data_dir,
         config.master_key.as_ref().map(|k| k.as_str()),
@@ -107,15 +108,17 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let mut resources = vault_audiences.clone();
     resources.push(MANAGEMENT_RESOURCE.to_owned());
     resources.push(config.graph_resource.clone());
-    let tokens = TokenService::load(
-        opened.store.clone(),
-        clock.clone(),
-        opened.kek.clone(),
-        directory.clone(),
-        authority.clone(),
-        resources,
-    )
-    .map_err(|e| ServeError::Identity(e.to_string()))?;
+    let tokens = Arc::new(
+        TokenService::load(
+            opened.store.clone(),
+            clock.clone(),
+            opened.kek.clone(),
+            directory.clone(),
+            authority.clone(),
+            resources,
+        )
+        .map_err(|e| ServeError::Identity(e.to_string()))?,
+    );
 
     let vault_url = format!("https://default.{}:{port}", config.vault_suffix);
     let admin_path = config.data_dir.join(BOOTSTRAP_FILE);
@@ -136,19 +139,42 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         ),
     )?;
 
+    let vaults = Arc::new(Vaults::new(
+        opened.store.clone(),
+        opened.kek.clone(),
+        clock.clone(),
+    ));
+    let engine = Arc::new(lockstep_rotation::Engine::new(
+        opened.store.clone(),
+        vaults.clone(),
+        directory.clone(),
+        tokens.clone(),
+        clock.clone(),
+        Arc::new(crate::events::LogEvents),
+    ));
     let state = Arc::new(AppState {
         store: opened.store.clone(),
-        vaults: Vaults::new(opened.store.clone(), opened.kek.clone(), clock.clone()),
+        vaults,
         directory,
         tokens,
         authz,
         vault_suffix: config.vault_suffix.to_ascii_lowercase(),
         vault_audiences,
         graph_resource: config.graph_resource.clone(),
+        metrics: crate::metrics::Metrics::new(),
+        token_limits: Default::default(),
         clock: clock.clone(),
+        dev_clock: config.dev_time_shift.then(|| system_clock.clone()),
+        engine,
+        wake_scheduler: tokio::sync::Notify::new(),
         users: Users::new(opened.store.clone(), clock.clone()),
         default_tenant: installation.tenant_id.clone(),
     });
+    if config.dev_time_shift {
+        tracing::warn!(
+            "development mode: the clock can be moved forward through /lockstep/v1/dev/time-shift"
+        );
+    }
     let app = crate::routes::app(state.clone());
 
     if first_start {
@@ -187,6 +213,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             }
         }
     });
+
+    let scheduler = tokio::spawn(crate::scheduler::run(state.clone(), config.scheduler_tick));
 
     let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
@@ -232,6 +260,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         }
     }
     purger.abort();
+    scheduler.abort();
     drop(listener);
     tracing::info!("shutting down: draining connections");
     if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())

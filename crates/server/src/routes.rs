@@ -21,6 +21,7 @@ pub fn app(state: Shared) -> Router {
         )
         .route("/{tenant}/discovery/v2.0/keys", get(oauth::jwks))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
         .route(
             "/lockstep/v1/vaults",
@@ -29,6 +30,57 @@ pub fn app(state: Shared) -> Router {
         .route(
             "/lockstep/v1/vaults/{name}",
             get(management::get_vault).delete(management::delete_vault),
+        )
+        .route(
+            "/lockstep/v1/roleDefinitions",
+            get(management::roles::definitions),
+        )
+        .route(
+            "/lockstep/v1/roleAssignments",
+            get(management::roles::list).post(management::roles::create),
+        )
+        .route(
+            "/lockstep/v1/roleAssignments/{id}",
+            axum::routing::delete(management::roles::remove),
+        )
+        .route(
+            "/lockstep/v1/keys/rotate-signing",
+            post(management::roles::rotate_signing_key),
+        )
+        .route(
+            "/lockstep/v1/rotation/bindings",
+            get(management::rotation::list_bindings).post(management::rotation::create_binding),
+        )
+        .route(
+            "/lockstep/v1/rotation/bindings/{name}",
+            get(management::rotation::get_binding)
+                .patch(management::rotation::patch_binding)
+                .delete(management::rotation::delete_binding),
+        )
+        .route(
+            "/lockstep/v1/rotation/bindings/{name}/rotate",
+            post(management::rotation::rotate),
+        )
+        .route(
+            "/lockstep/v1/rotation/runs",
+            get(management::rotation::list_runs),
+        )
+        .route(
+            "/lockstep/v1/rotation/runs/{id}",
+            get(management::rotation::get_run),
+        )
+        .route(
+            "/lockstep/v1/rotation/runs/{id}/cancel",
+            post(management::rotation::cancel_run),
+        )
+        .route(
+            "/lockstep/v1/rotation/runs/{id}/retry",
+            post(management::rotation::retry_run),
+        )
+        .route("/lockstep/v1/status", get(management::rotation::status))
+        .route(
+            "/lockstep/v1/dev/time-shift",
+            post(management::rotation::time_shift),
         )
         .route("/lockstep/v1/login", post(management::users::login))
         .route(
@@ -48,7 +100,7 @@ pub fn app(state: Shared) -> Router {
         .route("/v1.0/{*rest}", axum::routing::any(graph::handle))
         .fallback(management::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), by_host))
-        .layer(middleware::from_fn(request_id))
+        .layer(middleware::from_fn_with_state(state.clone(), request_id))
         .with_state(state)
 }
 
@@ -81,7 +133,7 @@ async fn by_host(State(state): State<Shared>, req: Request, next: Next) -> Respo
 
 /// Gives every response an `x-ms-request-id` (echoing the client's
 /// `x-ms-client-request-id` as Azure does).
-async fn request_id(req: Request, next: Next) -> Response {
+async fn request_id(State(state): State<Shared>, req: Request, next: Next) -> Response {
     let client_id = req.headers().get("x-ms-client-request-id").cloned();
     let id = lockstep_crypto::random::guid();
     let method = req.method().clone();
@@ -94,6 +146,15 @@ async fn request_id(req: Request, next: Next) -> Response {
     if let Some(c) = client_id {
         resp.headers_mut().insert("x-ms-client-request-id", c);
     }
+    let class = match resp.status().as_u16() {
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    state
+        .metrics
+        .inc("lockstep_http_requests_total", &[("status", class)]);
     tracing::info!(
         request_id = %id,
         %method,
@@ -103,6 +164,23 @@ async fn request_id(req: Request, next: Next) -> Response {
         "request"
     );
     resp
+}
+
+async fn metrics(State(state): State<Shared>) -> Response {
+    let s = state.clone();
+    let rotation = tokio::task::spawn_blocking(move || crate::metrics::rotation(&s))
+        .await
+        .unwrap_or_default();
+    let mut text = state.metrics.render();
+    text.push_str(&rotation);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 async fn healthz() -> &'static str {

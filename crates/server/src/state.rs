@@ -12,11 +12,11 @@ pub struct AppState {
     /// The store (for readiness checks).
     pub store: Arc<dyn Store>,
     /// The Key Vault secrets service.
-    pub vaults: Vaults,
+    pub vaults: Arc<Vaults>,
     /// Tenants, apps and credentials.
     pub directory: Arc<Directory>,
     /// Token issuance and verification.
-    pub tokens: TokenService,
+    pub tokens: Arc<TokenService>,
     /// The authorization check.
     pub authz: Authorizer,
     /// Vault host suffix (`vault.localhost`).
@@ -25,8 +25,18 @@ pub struct AppState {
     pub vault_audiences: Vec<String>,
     /// Audience of Graph tokens.
     pub graph_resource: String,
+    /// Counters exported at `/metrics`.
+    pub metrics: crate::metrics::Metrics,
+    /// Rate limits of the token endpoint.
+    pub token_limits: TokenLimits,
     /// The clock.
     pub clock: SharedClock,
+    /// The clock's handle for moving it, when `--dev-time-shift` is on.
+    pub dev_clock: Option<Arc<lockstep_core::SystemClock>>,
+    /// The rotation engine.
+    pub engine: Arc<lockstep_rotation::Engine>,
+    /// Wakes the scheduler (after a manual rotation or a time shift).
+    pub wake_scheduler: tokio::sync::Notify,
     /// Tenant users and their passwords.
     pub users: Users,
     /// The tenant created on first start (sign-in's default).
@@ -35,3 +45,22 @@ pub struct AppState {
 
 /// State as handlers receive it.
 pub type Shared = Arc<AppState>;
+
+/// Rate limits of the token endpoint: every request per client address, and
+/// failed secrets per application (which alert but never block the right
+/// secret).
+pub struct TokenLimits {
+    /// All token requests from one address.
+    pub per_address: crate::ratelimit::RateLimiter,
+    /// Failed secrets for one application.
+    pub failures_per_app: crate::ratelimit::RateLimiter,
+}
+
+impl Default for TokenLimits {
+    fn default() -> Self {
+        Self {
+            per_address: crate::ratelimit::RateLimiter::new(1_000.0, 2_000.0),
+            failures_per_app: crate::ratelimit::RateLimiter::new(10.0 / 60.0, 10.0),
+        }
+    }
+}

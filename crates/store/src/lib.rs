@@ -37,6 +37,9 @@ pub trait Store: Send + Sync + 'static {
     /// Writes a metadata value only if the key is absent; returns whether it was written.
     fn meta_put_new(&self, key: &str, value: &[u8]) -> StoreResult<bool>;
 
+    /// Writes (inserts or replaces) a metadata value.
+    fn meta_put(&self, key: &str, value: &[u8]) -> StoreResult<()>;
+
     // --- tenants and vaults ---------------------------------------------
     /// Creates a tenant.
     fn tenant_create(&self, tenant: &TenantRow) -> StoreResult<()>;
@@ -135,6 +138,8 @@ pub trait Store: Send + Sync + 'static {
     fn app_soft_delete(&self, object_id: &str, now: i64) -> StoreResult<()>;
     /// The service principal of an application id.
     fn sp_by_app_id(&self, app_id: &str) -> StoreResult<Option<ServicePrincipalRow>>;
+    /// A service principal by object id.
+    fn sp_by_object_id(&self, object_id: &str) -> StoreResult<Option<ServicePrincipalRow>>;
     /// Adds a password credential to an app.
     fn credential_insert(&self, cred: &CredentialRow) -> StoreResult<()>;
     /// The password credentials of an app.
@@ -145,14 +150,59 @@ pub trait Store: Send + Sync + 'static {
     // --- signing keys and roles -------------------------------------------------
     /// Stores a new signing key.
     fn signing_key_insert(&self, key: &SigningKeyRow) -> StoreResult<()>;
-    /// Retires every active signing key at `now` and stores `next` as the active one.
-    fn signing_key_rotate(&self, next: &SigningKeyRow, now: i64) -> StoreResult<()>;
+    /// Schedules every unretired signing key to retire at `retire_at` and
+    /// stores `next`.
+    fn signing_key_rotate(&self, next: &SigningKeyRow, retire_at: i64) -> StoreResult<()>;
     /// Every signing key, oldest first.
     fn signing_key_list(&self) -> StoreResult<Vec<SigningKeyRow>>;
     /// Adds a role assignment.
     fn role_assignment_insert(&self, ra: &RoleAssignmentRow) -> StoreResult<()>;
+    /// Removes a role assignment and returns it.
+    fn role_assignment_delete(&self, id: &str) -> StoreResult<RoleAssignmentRow>;
+    /// Every role assignment.
+    fn role_assignment_list(&self) -> StoreResult<Vec<RoleAssignmentRow>>;
     /// The role assignments of a principal.
     fn role_assignments_for(&self, principal_id: &str) -> StoreResult<Vec<RoleAssignmentRow>>;
+
+    // --- staged versions (rotation) ---------------------------------------------
+    /// Adds a version that does not become the latest until promoted
+    /// (creating the secret, invisible, if needed); returns its seq.
+    fn version_insert_staged(&self, version: &VersionRow) -> StoreResult<i64>;
+    /// Makes a staged version the latest; [`StoreError::AlreadyExists`] if a
+    /// newer version was written meanwhile.
+    fn version_promote(&self, vault: &str, name_key: &str, version: &str) -> StoreResult<()>;
+    /// Removes a version that was never promoted.
+    fn version_discard(&self, vault: &str, name_key: &str, version: &str) -> StoreResult<()>;
+
+    // --- rotation ----------------------------------------------------------------
+    /// Creates a binding; [`StoreError::AlreadyExists`] if the name is taken.
+    fn binding_insert(&self, b: &BindingRow) -> StoreResult<()>;
+    /// A binding by name.
+    fn binding_get(&self, name: &str) -> StoreResult<Option<BindingRow>>;
+    /// Every binding, by name.
+    fn binding_list(&self) -> StoreResult<Vec<BindingRow>>;
+    /// Replaces a binding.
+    fn binding_update(&self, b: &BindingRow) -> StoreResult<()>;
+    /// Deletes a binding.
+    fn binding_delete(&self, name: &str) -> StoreResult<()>;
+    /// Creates a run.
+    fn run_insert(&self, r: &RunRow) -> StoreResult<()>;
+    /// A run by id.
+    fn run_get(&self, id: &str) -> StoreResult<Option<RunRow>>;
+    /// Replaces a run.
+    fn run_update(&self, r: &RunRow) -> StoreResult<()>;
+    /// Runs, newest first, optionally of one binding.
+    fn run_list(&self, binding: Option<&str>, limit: usize) -> StoreResult<Vec<RunRow>>;
+    /// Runs in one of `states`, oldest first.
+    fn runs_in_states(&self, states: &[&str]) -> StoreResult<Vec<RunRow>>;
+    /// Schedules (or reschedules) a credential's removal.
+    fn revocation_upsert(&self, r: &RevocationRow) -> StoreResult<()>;
+    /// Revocations not done and due at or before `now`.
+    fn revocations_due(&self, now: i64) -> StoreResult<Vec<RevocationRow>>;
+    /// Revocations not yet done.
+    fn revocations_pending(&self) -> StoreResult<Vec<RevocationRow>>;
+    /// Marks a revocation done.
+    fn revocation_done(&self, key_id: &str, now: i64) -> StoreResult<()>;
 
     // --- users ------------------------------------------------------------------
     /// Creates a user; [`StoreError::AlreadyExists`] if its tenant already

@@ -166,6 +166,66 @@ pub struct RoleAssignmentRow {
     pub created: i64,
 }
 
+/// A rotation binding; source, target and policy are JSON documents owned
+/// by the rotation crate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingRow {
+    /// Binding name.
+    pub name: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// Credential source (JSON).
+    pub source: String,
+    /// Secret store target (JSON).
+    pub target: String,
+    /// Effective policy (JSON).
+    pub policy: String,
+    /// Created.
+    pub created: i64,
+    /// Updated.
+    pub updated: i64,
+    /// When the next scheduled rotation is due.
+    pub next_due: i64,
+    /// Consecutive failed scheduled runs (for back-off).
+    pub failures: i64,
+    /// The most recent run.
+    pub last_run: Option<String>,
+}
+
+/// A rotation run; its steps live in the JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRow {
+    /// Run id.
+    pub id: String,
+    /// Binding name.
+    pub binding: String,
+    /// pending, running, succeeded, failed or cancelled.
+    pub state: String,
+    /// Created.
+    pub created: i64,
+    /// Updated.
+    pub updated: i64,
+    /// Steps and details (JSON).
+    pub body: String,
+}
+
+/// A credential scheduled for removal after a rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationRow {
+    /// Credential key id.
+    pub key_id: String,
+    /// The app it belongs to.
+    pub app_object_id: String,
+    /// Binding that scheduled it.
+    pub binding: String,
+    /// Run that scheduled it.
+    pub run_id: String,
+    /// When to remove it.
+    pub due_at: i64,
+    /// When it was removed.
+    pub done_at: Option<i64>,
+}
+
 /// A tenant user: a human who signs in with a password.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRow {

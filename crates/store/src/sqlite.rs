@@ -11,7 +11,8 @@ use crate::*;
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0001_init.sql"),
-    include_str!("../migrations/sqlite/0002_users.sql"),
+    include_str!("../migrations/sqlite/0002_rotation.sql"),
+    include_str!("../migrations/sqlite/0003_users.sql"),
 ];
 const MAX_IDLE_READERS: usize = 32;
 
@@ -213,6 +214,26 @@ fn insert_version_row(
     Ok(())
 }
 
+fn role_assignment_from_row(r: &Row<'_>) -> rusqlite::Result<RoleAssignmentRow> {
+    Ok(RoleAssignmentRow {
+        id: r.get(0)?,
+        principal_id: r.get(1)?,
+        role: r.get(2)?,
+        scope: r.get(3)?,
+        created: r.get(4)?,
+    })
+}
+
+fn sp_from_row(r: &Row<'_>) -> rusqlite::Result<ServicePrincipalRow> {
+    Ok(ServicePrincipalRow {
+        object_id: r.get(0)?,
+        tenant_id: r.get(1)?,
+        app_id: r.get(2)?,
+        display_name: r.get(3)?,
+        created: r.get(4)?,
+    })
+}
+
 fn app_from_row(r: &Row<'_>) -> rusqlite::Result<AppRow> {
     Ok(AppRow {
         object_id: r.get(0)?,
@@ -257,6 +278,18 @@ impl Store for SqliteStore {
                 )
                 .map_err(backend)?;
             Ok(n == 1)
+        })
+    }
+
+    fn meta_put(&self, key: &str, value: &[u8]) -> StoreResult<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map_err(backend)?;
+            Ok(())
         })
     }
 
@@ -375,6 +408,13 @@ impl Store for SqliteStore {
             let (seq, previous) = match existing {
                 Some((_, Some(_))) => return Err(StoreError::DeletedButRecoverable),
                 Some((latest, None)) => {
+                    let max_seq: i64 = tx
+                        .prepare_cached(
+                            "SELECT COALESCE(MAX(seq), 0) FROM secret_versions WHERE vault = ?1 AND name_key = ?2",
+                        )
+                        .and_then(|mut st| st.query_row(params![v.vault, v.name_key], |r| r.get(0)))
+                        .map_err(backend)?;
+                    let next = max_seq.max(latest) + 1;
                     let previous: Option<String> = tx
                         .prepare_cached(
                             "SELECT version FROM secret_versions WHERE vault = ?1 AND name_key = ?2 AND seq = ?3",
@@ -387,9 +427,9 @@ impl Store for SqliteStore {
                     tx.prepare_cached(
                         "UPDATE secrets SET latest_seq = ?3 WHERE vault = ?1 AND name_key = ?2",
                     )
-                    .and_then(|mut st| st.execute(params![v.vault, v.name_key, latest + 1]))
+                    .and_then(|mut st| st.execute(params![v.vault, v.name_key, next]))
                     .map_err(backend)?;
-                    (latest + 1, previous)
+                    (next, previous)
                 }
                 None => {
                     tx.prepare_cached(
@@ -757,15 +797,17 @@ impl Store for SqliteStore {
             c.prepare_cached(
                 "SELECT object_id, tenant_id, app_id, display_name, created FROM service_principals WHERE app_id = ?1",
             )?
-            .query_row([app_id], |r| {
-                Ok(ServicePrincipalRow {
-                    object_id: r.get(0)?,
-                    tenant_id: r.get(1)?,
-                    app_id: r.get(2)?,
-                    display_name: r.get(3)?,
-                    created: r.get(4)?,
-                })
-            })
+            .query_row([app_id], sp_from_row)
+            .optional()
+        })
+    }
+
+    fn sp_by_object_id(&self, object_id: &str) -> StoreResult<Option<ServicePrincipalRow>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT object_id, tenant_id, app_id, display_name, created FROM service_principals WHERE object_id = ?1",
+            )?
+            .query_row([object_id], sp_from_row)
             .optional()
         })
     }
@@ -833,11 +875,11 @@ impl Store for SqliteStore {
         })
     }
 
-    fn signing_key_rotate(&self, k: &SigningKeyRow, now: i64) -> StoreResult<()> {
+    fn signing_key_rotate(&self, k: &SigningKeyRow, retire_at: i64) -> StoreResult<()> {
         self.write(|tx| {
             tx.execute(
                 "UPDATE signing_keys SET retired_at = ?1 WHERE retired_at IS NULL",
-                [now],
+                [retire_at],
             )
             .map_err(backend)?;
             tx.execute(
@@ -853,7 +895,7 @@ impl Store for SqliteStore {
     fn signing_key_list(&self) -> StoreResult<Vec<SigningKeyRow>> {
         self.read(|c| {
             c.prepare_cached(
-                "SELECT kid, created, kek_id, wrapped_dek, sealed_pkcs8, retired_at FROM signing_keys ORDER BY created, kid",
+                "SELECT kid, created, kek_id, wrapped_dek, sealed_pkcs8, retired_at FROM signing_keys ORDER BY created, rowid",
             )?
             .query_map([], |r| {
                 Ok(SigningKeyRow {
@@ -885,16 +927,299 @@ impl Store for SqliteStore {
             c.prepare_cached(
                 "SELECT id, principal_id, role, scope, created FROM role_assignments WHERE principal_id = ?1",
             )?
-            .query_map([principal_id], |r| {
-                Ok(RoleAssignmentRow {
-                    id: r.get(0)?,
-                    principal_id: r.get(1)?,
-                    role: r.get(2)?,
-                    scope: r.get(3)?,
-                    created: r.get(4)?,
-                })
-            })?
+            .query_map([principal_id], role_assignment_from_row)?
             .collect()
+        })
+    }
+
+    fn role_assignment_delete(&self, id: &str) -> StoreResult<RoleAssignmentRow> {
+        self.write(|tx| {
+            let row = tx
+                .query_row(
+                    "SELECT id, principal_id, role, scope, created FROM role_assignments WHERE id = ?1",
+                    [id],
+                    role_assignment_from_row,
+                )
+                .optional()
+                .map_err(backend)?
+                .ok_or(StoreError::NotFound)?;
+            tx.execute("DELETE FROM role_assignments WHERE id = ?1", [id])
+                .map_err(backend)?;
+            Ok(row)
+        })
+    }
+
+    fn role_assignment_list(&self) -> StoreResult<Vec<RoleAssignmentRow>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT id, principal_id, role, scope, created FROM role_assignments ORDER BY created, id",
+            )?
+            .query_map([], role_assignment_from_row)?
+            .collect()
+        })
+    }
+
+    fn version_insert_staged(&self, v: &VersionRow) -> StoreResult<i64> {
+        self.write(|tx| {
+            let existing: Option<(i64, Option<i64>)> = tx
+                .query_row(
+                    "SELECT latest_seq, deleted_at FROM secrets WHERE vault = ?1 AND name_key = ?2",
+                    params![v.vault, v.name_key],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            let latest = match existing {
+                Some((_, Some(_))) => return Err(StoreError::DeletedButRecoverable),
+                Some((latest, None)) => latest,
+                None => {
+                    tx.execute(
+                        "INSERT INTO secrets (vault, name_key, name, latest_seq) VALUES (?1, ?2, ?3, 0)",
+                        params![v.vault, v.name_key, v.name],
+                    )
+                    .map_err(backend)?;
+                    0
+                }
+            };
+            let max_seq: i64 = tx
+                .query_row(
+                    "SELECT COALESCE(MAX(seq), 0) FROM secret_versions WHERE vault = ?1 AND name_key = ?2",
+                    params![v.vault, v.name_key],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            let previous: Option<String> = tx
+                .query_row(
+                    "SELECT version FROM secret_versions WHERE vault = ?1 AND name_key = ?2 AND seq = ?3",
+                    params![v.vault, v.name_key, latest],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            let seq = max_seq.max(latest) + 1;
+            insert_version_row(tx, v, seq, previous.as_deref())?;
+            Ok(seq)
+        })
+    }
+
+    fn version_promote(&self, vault: &str, name_key: &str, version: &str) -> StoreResult<()> {
+        self.write(|tx| {
+            let (seq, latest): (i64, i64) = tx
+                .query_row(
+                    "SELECT v.seq, s.latest_seq FROM secret_versions v JOIN secrets s
+                       ON s.vault = v.vault AND s.name_key = v.name_key
+                     WHERE v.vault = ?1 AND v.name_key = ?2 AND v.version = ?3 AND s.deleted_at IS NULL",
+                    params![vault, name_key, version],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(backend)?
+                .ok_or(StoreError::NotFound)?;
+            if seq == latest {
+                return Ok(());
+            }
+            let newer: i64 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM secret_versions WHERE vault = ?1 AND name_key = ?2 AND seq > ?3 AND seq <= ?4",
+                    params![vault, name_key, seq, latest],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            if latest > seq || newer > 0 {
+                return Err(StoreError::AlreadyExists);
+            }
+            tx.execute(
+                "UPDATE secrets SET latest_seq = ?3 WHERE vault = ?1 AND name_key = ?2",
+                params![vault, name_key, seq],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn version_discard(&self, vault: &str, name_key: &str, version: &str) -> StoreResult<()> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "DELETE FROM secret_versions WHERE vault = ?1 AND name_key = ?2 AND version = ?3
+                       AND seq > (SELECT latest_seq FROM secrets WHERE vault = ?1 AND name_key = ?2)",
+                    params![vault, name_key, version],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn binding_insert(&self, b: &BindingRow) -> StoreResult<()> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "INSERT INTO rotation_bindings (name, tenant_id, source, target, policy, created, updated, next_due, failures, last_run)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (name) DO NOTHING",
+                    params![b.name, b.tenant_id, b.source, b.target, b.policy, b.created, b.updated, b.next_due, b.failures, b.last_run],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                Err(StoreError::AlreadyExists)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn binding_get(&self, name: &str) -> StoreResult<Option<BindingRow>> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {BINDING_COLS} FROM rotation_bindings WHERE name = ?1"
+            ))?
+            .query_row([name], binding_from_row)
+            .optional()
+        })
+    }
+
+    fn binding_list(&self) -> StoreResult<Vec<BindingRow>> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {BINDING_COLS} FROM rotation_bindings ORDER BY name"
+            ))?
+            .query_map([], binding_from_row)?
+            .collect()
+        })
+    }
+
+    fn binding_update(&self, b: &BindingRow) -> StoreResult<()> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE rotation_bindings SET source = ?2, target = ?3, policy = ?4, updated = ?5, next_due = ?6,
+                         failures = ?7, last_run = ?8 WHERE name = ?1",
+                    params![b.name, b.source, b.target, b.policy, b.updated, b.next_due, b.failures, b.last_run],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn binding_delete(&self, name: &str) -> StoreResult<()> {
+        self.write(|tx| {
+            let n = tx
+                .execute("DELETE FROM rotation_bindings WHERE name = ?1", [name])
+                .map_err(backend)?;
+            if n == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn run_insert(&self, r: &RunRow) -> StoreResult<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO rotation_runs (id, binding, state, created, updated, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![r.id, r.binding, r.state, r.created, r.updated, r.body],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn run_get(&self, id: &str) -> StoreResult<Option<RunRow>> {
+        self.read(|c| {
+            c.prepare_cached("SELECT id, binding, state, created, updated, body FROM rotation_runs WHERE id = ?1")?
+                .query_row([id], run_from_row)
+                .optional()
+        })
+    }
+
+    fn run_update(&self, r: &RunRow) -> StoreResult<()> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE rotation_runs SET state = ?2, updated = ?3, body = ?4 WHERE id = ?1",
+                    params![r.id, r.state, r.updated, r.body],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn run_list(&self, binding: Option<&str>, limit: usize) -> StoreResult<Vec<RunRow>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT id, binding, state, created, updated, body FROM rotation_runs
+                 WHERE (?1 IS NULL OR binding = ?1) ORDER BY created DESC, rowid DESC LIMIT ?2",
+            )?
+            .query_map(params![binding, limit as i64], run_from_row)?
+            .collect()
+        })
+    }
+
+    fn runs_in_states(&self, states: &[&str]) -> StoreResult<Vec<RunRow>> {
+        let list = serde_json::to_string(states).unwrap_or_else(|_| "[]".into());
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT id, binding, state, created, updated, body FROM rotation_runs
+                 WHERE state IN (SELECT value FROM json_each(?1)) ORDER BY created, rowid",
+            )?
+            .query_map([list], run_from_row)?
+            .collect()
+        })
+    }
+
+    fn revocation_upsert(&self, r: &RevocationRow) -> StoreResult<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO rotation_revocations (key_id, app_object_id, binding, run_id, due_at, done_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (key_id) DO UPDATE SET due_at = MIN(due_at, excluded.due_at), run_id = excluded.run_id",
+                params![r.key_id, r.app_object_id, r.binding, r.run_id, r.due_at, r.done_at],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn revocations_due(&self, now: i64) -> StoreResult<Vec<RevocationRow>> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {REVOCATION_COLS} FROM rotation_revocations WHERE done_at IS NULL AND due_at <= ?1 ORDER BY due_at"
+            ))?
+            .query_map([now], revocation_from_row)?
+            .collect()
+        })
+    }
+
+    fn revocations_pending(&self) -> StoreResult<Vec<RevocationRow>> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {REVOCATION_COLS} FROM rotation_revocations WHERE done_at IS NULL ORDER BY due_at"
+            ))?
+            .query_map([], revocation_from_row)?
+            .collect()
+        })
+    }
+
+    fn revocation_done(&self, key_id: &str, now: i64) -> StoreResult<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE rotation_revocations SET done_at = ?2 WHERE key_id = ?1 AND done_at IS NULL",
+                params![key_id, now],
+            )
+            .map_err(backend)?;
+            Ok(())
         })
     }
 
@@ -1024,4 +1349,46 @@ impl Store for SqliteStore {
             Ok(())
         })
     }
+}
+
+const BINDING_COLS: &str =
+    "name, tenant_id, source, target, policy, created, updated, next_due, failures, last_run";
+
+fn binding_from_row(r: &Row<'_>) -> rusqlite::Result<BindingRow> {
+    Ok(BindingRow {
+        name: r.get(0)?,
+        tenant_id: r.get(1)?,
+        source: r.get(2)?,
+        target: r.get(3)?,
+        policy: r.get(4)?,
+        created: r.get(5)?,
+        updated: r.get(6)?,
+        next_due: r.get(7)?,
+        failures: r.get(8)?,
+        last_run: r.get(9)?,
+    })
+}
+
+fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        id: r.get(0)?,
+        binding: r.get(1)?,
+        state: r.get(2)?,
+        created: r.get(3)?,
+        updated: r.get(4)?,
+        body: r.get(5)?,
+    })
+}
+
+const REVOCATION_COLS: &str = "key_id, app_object_id, binding, run_id, due_at, done_at";
+
+fn revocation_from_row(r: &Row<'_>) -> rusqlite::Result<RevocationRow> {
+    Ok(RevocationRow {
+        key_id: r.get(0)?,
+        app_object_id: r.get(1)?,
+        binding: r.get(2)?,
+        run_id: r.get(3)?,
+        due_at: r.get(4)?,
+        done_at: r.get(5)?,
+    })
 }

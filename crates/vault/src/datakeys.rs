@@ -6,10 +6,14 @@ use std::sync::RwLock;
 
 use lockstep_crypto::DataKey;
 
-/// Unwrapped data keys by version id (random 128-bit, unique per version).
+/// Unwrapped data keys by version id, each with the wrapped key it was
+/// unwrapped from. A version id is not unique across vaults (a backup can be
+/// restored into another vault, or into a vault re-created under the same
+/// name, with new data keys), so a hit counts only when the row's wrapped key
+/// is the one cached.
 pub struct DataKeyCache {
     capacity: usize,
-    keys: RwLock<HashMap<String, DataKey>>,
+    keys: RwLock<HashMap<String, (Vec<u8>, DataKey)>>,
 }
 
 impl DataKeyCache {
@@ -21,24 +25,25 @@ impl DataKeyCache {
         }
     }
 
-    /// The cached key of a version.
-    pub fn get(&self, version: &str) -> Option<DataKey> {
+    /// The cached key of a version whose wrapped key is `wrapped`.
+    pub fn get(&self, version: &str, wrapped: &[u8]) -> Option<DataKey> {
         self.keys
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(version)
-            .cloned()
+            .filter(|(w, _)| w.as_slice() == wrapped)
+            .map(|(_, k)| k.clone())
     }
 
     /// Remembers a key, evicting an arbitrary entry when full.
-    pub fn put(&self, version: &str, key: DataKey) {
+    pub fn put(&self, version: &str, wrapped: &[u8], key: DataKey) {
         let mut map = self.keys.write().unwrap_or_else(|p| p.into_inner());
         if map.len() >= self.capacity && !map.contains_key(version) {
             if let Some(victim) = map.keys().next().cloned() {
                 map.remove(&victim);
             }
         }
-        map.insert(version.to_owned(), key);
+        map.insert(version.to_owned(), (wrapped.to_vec(), key));
     }
 
     /// Forgets the keys of versions that no longer exist.

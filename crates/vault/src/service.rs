@@ -160,7 +160,7 @@ impl Vaults {
     }
 
     fn data_key(&self, vault: &VaultRef, row: &VersionRow) -> Result<DataKey, VaultError> {
-        if let Some(k) = self.keys.get(&row.version) {
+        if let Some(k) = self.keys.get(&row.version, &row.wrapped_dek) {
             return Ok(k);
         }
         let wrapped = WrappedKey {
@@ -170,7 +170,7 @@ impl Vaults {
         let key = self
             .kek
             .open_data_key(&Self::binding(vault, &row.name_key, &row.version), &wrapped)?;
-        self.keys.put(&row.version, key.clone());
+        self.keys.put(&row.version, &row.wrapped_dek, key.clone());
         Ok(key)
     }
 
@@ -259,6 +259,146 @@ impl Vaults {
             meta: meta_of(&stored),
             value: input.value,
         })
+    }
+
+    /// Stores a version that is not yet the latest (rotation's pending
+    /// version): readers keep getting the current latest until
+    /// [`promote`](Self::promote).
+    pub fn stage(
+        &self,
+        vault: &VaultRef,
+        name: &str,
+        input: SetSecret,
+    ) -> Result<SecretVersion, VaultError> {
+        let name = SecretName::parse(name)?;
+        let tags = input.tags.unwrap_or_default();
+        SecretLimits::check_tags(&tags).map_err(VaultError::BadParameter)?;
+        let now = self.clock.unix();
+        let version = lockstep_crypto::random::version_id();
+        let (kek_id, wrapped_dek, ciphertext) =
+            self.seal_row(vault, &name, &version, input.value.as_bytes())?;
+        let row = VersionRow {
+            vault: vault.name.clone(),
+            name_key: name.key(),
+            name: name.as_str().to_owned(),
+            seq: 0,
+            version,
+            enabled: input.enabled.unwrap_or(true),
+            nbf: input.nbf,
+            exp: input.exp,
+            created: now,
+            updated: now,
+            content_type: input.content_type,
+            tags,
+            managed: input.managed,
+            previous_version: None,
+            kek_id,
+            wrapped_dek,
+            ciphertext,
+        };
+        match self.store.version_insert_staged(&row) {
+            Ok(_) => {}
+            Err(StoreError::DeletedButRecoverable) => {
+                return Err(VaultError::DeletedButRecoverable(name.to_string()))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.meta(vault, name.as_str(), &row.version)
+    }
+
+    /// Makes a staged version the latest. Fails with `Conflict` if a newer
+    /// version was written in the meantime.
+    pub fn promote(&self, vault: &VaultRef, name: &str, version: &str) -> Result<(), VaultError> {
+        let name = SecretName::parse(name)?;
+        match self
+            .store
+            .version_promote(&vault.name, &name.key(), version)
+        {
+            Ok(()) => Ok(()),
+            Err(StoreError::AlreadyExists) => Err(VaultError::AlreadyExists(format!(
+                "{name}: a newer version was written while version {version} was staged"
+            ))),
+            Err(StoreError::NotFound) => Err(not_found(&name, Some(version))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes a staged version that will never be promoted.
+    pub fn discard(&self, vault: &VaultRef, name: &str, version: &str) -> Result<(), VaultError> {
+        let name = SecretName::parse(name)?;
+        match self
+            .store
+            .version_discard(&vault.name, &name.key(), version)
+        {
+            Ok(()) | Err(StoreError::NotFound) => {
+                self.keys.forget([version.to_owned()]);
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A version's metadata, enabled or not, staged or not.
+    pub fn meta(
+        &self,
+        vault: &VaultRef,
+        name: &str,
+        version: &str,
+    ) -> Result<SecretVersion, VaultError> {
+        let name = SecretName::parse(name)?;
+        self.store
+            .version_list_any(&vault.name, &name.key())?
+            .iter()
+            .find(|v| v.version == version)
+            .map(meta_of)
+            .ok_or_else(|| not_found(&name, Some(version)))
+    }
+
+    /// Every version of a secret (including staged ones), oldest first.
+    pub fn all_versions(
+        &self,
+        vault: &VaultRef,
+        name: &str,
+    ) -> Result<Vec<SecretVersion>, VaultError> {
+        let name = SecretName::parse(name)?;
+        Ok(self
+            .store
+            .version_list_any(&vault.name, &name.key())?
+            .iter()
+            .map(meta_of)
+            .collect())
+    }
+
+    /// The latest version's metadata (enabled or not), if the secret is live.
+    pub fn latest_meta(
+        &self,
+        vault: &VaultRef,
+        name: &str,
+    ) -> Result<Option<SecretVersion>, VaultError> {
+        let name = SecretName::parse(name)?;
+        Ok(self
+            .store
+            .version_latest(&vault.name, &name.key())?
+            .as_ref()
+            .map(meta_of))
+    }
+
+    /// A version's value regardless of its enabled flag (for the rotation
+    /// engine's own verification).
+    pub fn value_of(
+        &self,
+        vault: &VaultRef,
+        name: &str,
+        version: &str,
+    ) -> Result<Zeroizing<String>, VaultError> {
+        let name = SecretName::parse(name)?;
+        let row = self
+            .store
+            .version_list_any(&vault.name, &name.key())?
+            .into_iter()
+            .find(|v| v.version == version)
+            .ok_or_else(|| not_found(&name, Some(version)))?;
+        self.open_value(vault, &row)
     }
 
     fn find(

@@ -193,6 +193,92 @@ async fn a_user_signs_in_and_gets_a_user_token_that_is_limited_by_roles() {
 }
 
 #[tokio::test]
+async fn roles_assigned_to_a_user_are_what_its_token_may_do() {
+    let s = Server::start().await;
+    let admin = s.admin_token(MGMT).await;
+    assert_eq!(create_user(&s, &admin, ALICE, ALICE_PW).await.0, 201);
+    let bob_pw = "Quiet-river-passphrase-42";
+    let (_, bob) = create_user(&s, &admin, "bob@contoso.test", bob_pw).await;
+    let token = login_token(&s, ALICE, ALICE_PW).await;
+    let assign = |who: &str, role: &str| {
+        let body = json!({"principalId": who, "roleDefinitionName": role, "scope": "/"});
+        let (u, s, admin) = (url(&s, "roleAssignments"), &s, admin.clone());
+        async move { s.send(Method::POST, &u, Some(&admin), Some(&body)).await }
+    };
+    assert_eq!(
+        s.send(Method::GET, &url(&s, "vaults"), Some(&token), None)
+            .await
+            .0,
+        403
+    );
+
+    // Reader, assigned by principal name: reads, never writes.
+    let (status, _, ra) = assign(ALICE, "Reader").await;
+    assert_eq!(status, 201, "{ra}");
+    let (status, _, vaults) = s
+        .send(Method::GET, &url(&s, "vaults"), Some(&token), None)
+        .await;
+    assert_eq!(status, 200, "{vaults}");
+    let (status, _, users) = s
+        .send(Method::GET, &url(&s, "users"), Some(&token), None)
+        .await;
+    assert_eq!(status, 200, "{users}");
+    assert_eq!(users["value"].as_array().unwrap().len(), 2);
+    let bob_url = url(&s, "users/bob@contoso.test");
+    let disable = json!({"accountEnabled": false});
+    let (status, _, _) = s
+        .send(Method::PATCH, &bob_url, Some(&token), Some(&disable))
+        .await;
+    assert_eq!(status, 403);
+
+    // Contributor may not manage users: resetting an Owner's password
+    // would make it Owner.
+    assert_eq!(assign(ALICE, "Contributor").await.0, 201);
+    let reset = json!({"password": "Taken-over-passphrase-1"});
+    let (status, _, err) = s
+        .send(Method::PATCH, &bob_url, Some(&token), Some(&reset))
+        .await;
+    assert_eq!(status, 403, "{err}");
+    assert!(err["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Lockstep/users/write"));
+    let (status, _, _) = s
+        .send(
+            Method::POST,
+            &url(&s, "vaults"),
+            Some(&token),
+            Some(&json!({"name": "alices"})),
+        )
+        .await;
+    assert_eq!(status, 201, "but a Contributor does create vaults");
+
+    // Owner, assigned by object id: manages users.
+    assert_eq!(assign(bob["id"].as_str().unwrap(), "Owner").await.0, 201);
+    let bob_token = login_token(&s, "bob@contoso.test", bob_pw).await;
+    let (status, _, _) = s
+        .send(
+            Method::PATCH,
+            &url(&s, &format!("users/{ALICE}")),
+            Some(&bob_token),
+            Some(&disable),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // ... and Alice's roles no longer help her: her token is cut off.
+    let (status, _, _) = s
+        .send(Method::GET, &url(&s, "vaults"), Some(&token), None)
+        .await;
+    assert_eq!(status, 401);
+    let (status, _, err) = assign("nobody@contoso.test", "Reader").await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (400, Some("PrincipalNotFound"))
+    );
+    assert_nowhere(&s, &[ALICE_PW, bob_pw, "Taken-over-passphrase-1"]);
+}
+
+#[tokio::test]
 async fn unknown_users_and_wrong_passwords_get_the_same_401() {
     let s = Server::start().await;
     let admin = s.admin_token(MGMT).await;
@@ -606,6 +692,26 @@ async fn the_cli_manages_users_and_signs_them_in() {
     ));
     assert!(explicit.contains(ALICE));
 
+    // With a role (assigned by principal name through the CLI), she may read.
+    ok(run(
+        cli(),
+        &[
+            "role",
+            "assign",
+            "--assignee",
+            ALICE,
+            "--role",
+            "Reader",
+            "--client-id",
+            &admin.client_id,
+            "--client-secret",
+            &admin.client_secret,
+        ],
+        "",
+    ));
+    ok(run(cli(), &["vault", "list"], ""));
+    fails(run(cli(), &["vault", "create", "alices"], ""), "403");
+
     // Alice changes her own password with the saved login.
     let new_pw = "Second-staple-passphrase-8";
     fails(
@@ -690,7 +796,11 @@ async fn the_cli_manages_users_and_signs_them_in() {
         !saved_login.contains(reset),
         "the saved login holds the password"
     );
-    fails(run(cli_as(), &["vault", "list", "--as-user"], ""), "403");
+    fails(
+        run(cli_as(), &["vault", "create", "alices", "--as-user"], ""),
+        "403",
+    );
+    ok(run(cli_as(), &["vault", "list", "--as-user"], ""));
     ok(run(cli(), &["vault", "list"], ""));
 
     // An expired saved login is an error, never a silent switch to the admin.

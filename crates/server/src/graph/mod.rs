@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use lockstep_identity::{actions, DirectoryError, Principal, Scope};
+use lockstep_core::duration::IsoDuration;
+use lockstep_identity::{actions, AppPolicy, DirectoryError, Principal, Scope};
 use lockstep_store::{AppRow, CredentialRow};
 use serde_json::{json, Map, Value};
 
@@ -65,6 +66,11 @@ impl From<DirectoryError> for GraphError {
                 ),
             ),
             DirectoryError::Invalid(m) => Self::bad(m),
+            e @ DirectoryError::LifetimeOverPolicy(_) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "CredentialInvalidLifetimeAsPerAppPolicy",
+                e.to_string(),
+            ),
             DirectoryError::Store(e) => {
                 tracing::error!(error = %e, "graph request failed");
                 Self::new(
@@ -214,6 +220,8 @@ async fn serve(state: Shared, req: Request) -> Result<Response, GraphError> {
             remove_password(&call, id, &body)
         }
         (&Method::GET, ["servicePrincipals"]) => list_service_principals(&call),
+        (&Method::GET, ["policies", "defaultAppManagementPolicy"]) => get_policy(&call),
+        (&Method::PATCH, ["policies", "defaultAppManagementPolicy"]) => update_policy(&call, &body),
         _ => Err(GraphError::new(
             StatusCode::BAD_REQUEST,
             "BadRequest",
@@ -498,4 +506,90 @@ fn list_service_principals(call: &Call) -> Result<Response, GraphError> {
         "servicePrincipals",
     ))
     .into_response())
+}
+
+fn policy_json(call: &Call, p: &AppPolicy) -> Value {
+    let restrictions: Vec<Value> = p
+        .password_lifetime
+        .map(|l| {
+            json!({
+                "restrictionType": "passwordLifetime",
+                "maxLifetime": IsoDuration(l).to_string(),
+                "restrictForAppsCreatedAfterDateTime": p.restrict_apps_created_after.map(iso),
+            })
+        })
+        .into_iter()
+        .collect();
+    with_context(
+        call,
+        json!({
+            "id": "00000000-0000-0000-0000-000000000000",
+            "displayName": "Default app management tenant policy",
+            "description": "Default tenant policy that enforces app management restrictions on applications and service principals.",
+            "isEnabled": p.enabled,
+            "applicationRestrictions": {"passwordCredentials": restrictions, "keyCredentials": []},
+        }),
+        "policies/defaultAppManagementPolicy/$entity",
+    )
+}
+
+fn get_policy(call: &Call) -> Result<Response, GraphError> {
+    call.allow(actions::APP_POLICY_READ, call.tenant())?;
+    let p = call.state.directory.app_policy(&call.principal.tenant_id)?;
+    Ok(Json(policy_json(call, &p)).into_response())
+}
+
+/// `PATCH /policies/defaultAppManagementPolicy`: `isEnabled` and
+/// `applicationRestrictions.passwordCredentials` (the `passwordLifetime`
+/// restriction) are understood; other restriction types are refused.
+fn update_policy(call: &Call, body: &Bytes) -> Result<Response, GraphError> {
+    call.allow(actions::APP_POLICY_WRITE, call.tenant())?;
+    let map = body_object(body)?;
+    let mut p = call.state.directory.app_policy(&call.principal.tenant_id)?;
+    if let Some(v) = map.get("isEnabled") {
+        p.enabled = v
+            .as_bool()
+            .ok_or_else(|| GraphError::bad("Property 'isEnabled' must be a boolean."))?;
+    }
+    if let Some(r) = map.get("applicationRestrictions") {
+        let creds = r.get("passwordCredentials").and_then(Value::as_array);
+        p.password_lifetime = None;
+        p.restrict_apps_created_after = None;
+        for c in creds.into_iter().flatten() {
+            match c.get("restrictionType").and_then(Value::as_str) {
+                Some("passwordLifetime") => {
+                    let raw = c
+                        .get("maxLifetime")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| GraphError::bad("passwordLifetime needs 'maxLifetime'."))?;
+                    let d = IsoDuration::parse(raw).map_err(|e| GraphError::bad(e.to_string()))?;
+                    p.password_lifetime = Some(d.seconds());
+                    p.restrict_apps_created_after =
+                        match c.get("restrictForAppsCreatedAfterDateTime") {
+                            None | Some(Value::Null) => None,
+                            Some(Value::String(t)) => Some(parse_iso(t).ok_or_else(|| {
+                                GraphError::bad(
+                                    "restrictForAppsCreatedAfterDateTime is not a valid date-time.",
+                                )
+                            })?),
+                            Some(_) => {
+                                return Err(GraphError::bad(
+                                    "restrictForAppsCreatedAfterDateTime must be a string.",
+                                ))
+                            }
+                        };
+                }
+                other => {
+                    return Err(GraphError::bad(format!(
+                        "Unsupported restrictionType '{}': only passwordLifetime is supported.",
+                        other.unwrap_or("")
+                    )))
+                }
+            }
+        }
+    }
+    call.state
+        .directory
+        .set_app_policy(&call.principal.tenant_id, &p)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

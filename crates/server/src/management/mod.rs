@@ -1,6 +1,8 @@
 //! The Lockstep management API (`/lockstep/v1/…`). Tokens must be issued for
 //! `api://lockstep`. Errors: `{"error":{"code","message"}}`.
 
+pub mod roles;
+pub mod rotation;
 pub mod users;
 
 use axum::extract::{Path, State};
@@ -25,7 +27,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -33,7 +35,7 @@ impl ApiError {
         }
     }
 
-    fn internal(detail: impl std::fmt::Display) -> Self {
+    pub(crate) fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "management request failed");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -75,7 +77,7 @@ fn authenticated(state: &Shared, headers: &HeaderMap) -> Result<Principal, ApiEr
 }
 
 /// The caller, authenticated and authorized for `action` at `scope`.
-fn caller(
+pub(crate) fn caller(
     state: &Shared,
     headers: &HeaderMap,
     action: &str,

@@ -84,9 +84,17 @@ fn percent_decode(s: &str) -> String {
 pub async fn token(
     State(state): State<Shared>,
     Path(tenant): Path<String>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let address = peer.ip().to_string();
+    if let Err(retry) = state.token_limits.per_address.check(&address) {
+        state
+            .metrics
+            .inc("lockstep_token_requests_total", &[("result", "throttled")]);
+        return EntraError(TokenError::Throttled(retry)).into_response();
+    }
     let mut form: Vec<(String, String)> = match serde_urlencoded::from_bytes(&body) {
         Ok(f) => f,
         Err(_) => return EntraError(TokenError::MissingParameter("grant_type")).into_response(),
@@ -127,6 +135,16 @@ pub async fn token(
             .tokens
             .client_credentials(&tenant, &client_id, &secret, &scope)
     })();
+    let result = result.map_err(|e| failed_secret(&state, e, &address));
+    let outcome = match &result {
+        Ok(_) => "issued",
+        Err(TokenError::Throttled(_)) => "throttled",
+        Err(TokenError::InvalidSecret(_) | TokenError::ExpiredSecret(_)) => "bad_secret",
+        Err(_) => "refused",
+    };
+    state
+        .metrics
+        .inc("lockstep_token_requests_total", &[("result", outcome)]);
     match result {
         Ok(issued) => {
             let mut resp = Json(json!({
@@ -143,6 +161,30 @@ pub async fn token(
             resp
         }
         Err(e) => EntraError(e).into_response(),
+    }
+}
+
+/// Accounts for a failed secret: past the per-application allowance the
+/// failure is answered with 429 and raises one alert per window. The right
+/// secret is never refused on these grounds, so an attacker cannot lock a
+/// legitimate client out.
+fn failed_secret(state: &Shared, e: TokenError, address: &str) -> TokenError {
+    let app = match &e {
+        TokenError::InvalidSecret(app) | TokenError::ExpiredSecret(app) => app.clone(),
+        _ => return e,
+    };
+    let was_allowed = state.token_limits.failures_per_app.would_allow(&app);
+    match state.token_limits.failures_per_app.check(&app) {
+        Ok(()) => e,
+        Err(retry) => {
+            if was_allowed {
+                state
+                    .metrics
+                    .inc("lockstep_token_bad_secret_alerts_total", &[]);
+                tracing::warn!(app_id = %app, %address, "repeated bad client secrets for this application");
+            }
+            TokenError::Throttled(retry)
+        }
     }
 }
 

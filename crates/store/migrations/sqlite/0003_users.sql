@@ -1,4 +1,4 @@
--- Lockstep embedded schema, version 2: tenant users.
+-- Lockstep embedded schema, version 3: tenant users.
 -- A user principal name is unique within its tenant regardless of case
 -- (UPNs are ASCII, so SQLite's NOCASE collation is exact for them).
 -- Only the argon2id PHC string of a password is stored, never the password.

@@ -1,0 +1,184 @@
+//! `lockstep status`: per binding, what is current, what is next, and what
+//! has drifted from what Lockstep expects.
+
+use serde::Serialize;
+
+use crate::engine::{Binding, Engine, RotationError, TAG_KEY_ID};
+
+/// One problem found for a binding.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    /// Machine-readable kind.
+    pub kind: &'static str,
+    /// For people.
+    pub message: String,
+}
+
+/// The status of one binding.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BindingStatus {
+    /// Binding name.
+    pub name: String,
+    /// `vault/secret`.
+    pub target: String,
+    /// The source app id.
+    pub app_id: String,
+    /// Current vault version.
+    pub current_version: Option<String>,
+    /// Credential key id the current version holds.
+    pub current_key_id: Option<String>,
+    /// Expiry of the current credential.
+    pub current_expires: Option<i64>,
+    /// Next scheduled rotation.
+    pub next_rotation: i64,
+    /// The most recent run and its state.
+    pub last_run: Option<serde_json::Value>,
+    /// Credentials waiting for revocation.
+    pub pending_revocations: Vec<String>,
+    /// Drift and expiry problems.
+    pub problems: Vec<Problem>,
+}
+
+impl Engine {
+    /// The status of every binding of a tenant.
+    pub fn status(&self, tenant: &str) -> Result<Vec<BindingStatus>, RotationError> {
+        self.bindings(tenant)?
+            .iter()
+            .map(|b| self.status_of(b))
+            .collect()
+    }
+
+    fn status_of(&self, b: &Binding) -> Result<BindingStatus, RotationError> {
+        let (vaults, directory, clock) = self.parts();
+        let now = clock.unix();
+        let (vault, secret) = b.vault_secret();
+        let mut problems = Vec::new();
+        let internal = |e: String| RotationError::Internal(e);
+        let app = directory
+            .app_by_app_id(b.app_id())
+            .map_err(|e| internal(e.to_string()))?;
+        let creds = match &app {
+            Some(a) => directory
+                .credentials(&a.object_id)
+                .map_err(|e| internal(e.to_string()))?,
+            None => {
+                problems.push(Problem {
+                    kind: "SourceMissing",
+                    message: format!("the app {} no longer exists", b.app_id()),
+                });
+                Vec::new()
+            }
+        };
+        let vref = vaults.vault(vault).ok();
+        let versions = match &vref {
+            Some(v) => vaults.all_versions(v, secret).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let current = match &vref {
+            Some(v) => vaults
+                .latest_meta(v, secret)
+                .map_err(|e| internal(e.to_string()))?,
+            None => None,
+        };
+        let pending: Vec<String> = self
+            .pending_revocations()?
+            .into_iter()
+            .filter(|r| r.binding == b.name)
+            .map(|r| r.key_id)
+            .collect();
+        let current_key = current
+            .as_ref()
+            .and_then(|v| v.tags.get(TAG_KEY_ID).cloned());
+        let current_cred = current_key
+            .as_ref()
+            .and_then(|k| creds.iter().find(|c| &c.key_id == k));
+        match (&current, &current_key, current_cred) {
+            (None, _, _) => problems.push(Problem {
+                kind: "SecretMissing",
+                message: format!("{vault}/{secret} has no current version"),
+            }),
+            (Some(_), None, _) => problems.push(Problem {
+                kind: "UnmanagedVersion",
+                message: "the current version was not written by Lockstep (no lockstep-key-id tag)"
+                    .into(),
+            }),
+            (Some(v), Some(k), None) => problems.push(Problem {
+                kind: "CredentialGone",
+                message: format!(
+                    "the current version {} holds credential {k}, which no longer exists",
+                    v.version
+                ),
+            }),
+            _ => {}
+        }
+        let referenced: std::collections::HashSet<&str> = versions
+            .iter()
+            .filter_map(|v| v.tags.get(TAG_KEY_ID).map(String::as_str))
+            .collect();
+        for c in &creds {
+            if !referenced.contains(c.key_id.as_str()) && !pending.contains(&c.key_id) {
+                problems.push(Problem {
+                    kind: "OrphanCredential",
+                    message: format!(
+                        "credential {} ({}) is referenced by no vault version and not scheduled for revocation",
+                        c.key_id,
+                        c.display_name.as_deref().unwrap_or("unnamed")
+                    ),
+                });
+            }
+            if c.end - c.start > b.policy.credential_lifetime {
+                problems.push(Problem {
+                    kind: "LifetimeOverPolicy",
+                    message: format!(
+                        "credential {} lives longer than the policy's credentialLifetime",
+                        c.key_id
+                    ),
+                });
+            }
+        }
+        if let Some(c) = current_cred {
+            if c.end <= now {
+                problems.push(Problem {
+                    kind: "CredentialExpired",
+                    message: format!("the current credential {} has expired", c.key_id),
+                });
+            } else if c.end - now <= b.policy.notify_before {
+                problems.push(Problem {
+                    kind: "CredentialNearExpiry",
+                    message: format!(
+                        "the current credential {} expires within the notice period",
+                        c.key_id
+                    ),
+                });
+            }
+        }
+        if let Some(exp) = current.as_ref().and_then(|v| v.attributes.exp) {
+            if exp <= now {
+                problems.push(Problem {
+                    kind: "SecretExpired",
+                    message: format!("{vault}/{secret} has expired"),
+                });
+            }
+        }
+        let last_run = match &b.last_run {
+            Some(id) => self.run(id).ok().map(|r| {
+                serde_json::json!({"id": r.id, "state": r.state, "trigger": r.trigger, "created": r.created, "finished": r.finished, "error": r.error})
+            }),
+            None => None,
+        };
+        Ok(BindingStatus {
+            name: b.name.clone(),
+            target: format!("{vault}/{secret}"),
+            app_id: b.app_id().to_owned(),
+            current_version: current.as_ref().map(|v| v.version.clone()),
+            current_key_id: current_key,
+            current_expires: current_cred.map(|c| c.end),
+            next_rotation: b.next_due,
+            last_run,
+            pending_revocations: pending,
+            problems,
+        })
+    }
+}
