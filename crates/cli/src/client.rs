@@ -1,6 +1,16 @@
-//! Connecting to a running server: credentials (from flags, environment or
-//! the data directory's bootstrap file), the CA to trust, tokens, and the
-//! vault host (resolved to the server's address, so no DNS set-up is needed).
+//! Connecting to a running server: who to act as (client credentials from
+//! flags or environment, a user's saved `lockstep login`, or the data
+//! directory's bootstrap admin), the CA to trust, tokens, and the vault
+//! host (resolved to the server's address, so no DNS set-up is needed).
+//!
+//! Precedence of identities, first match wins:
+//! 1. `--as-user`: the saved login (an error if there is none, it is for
+//!    another server, or it has expired);
+//! 2. explicit client credentials (`--client-id`/`--client-secret` or
+//!    `LOCKSTEP_CLIENT_ID`/`LOCKSTEP_CLIENT_SECRET`);
+//! 3. a saved login for this server (an error once it has expired, rather
+//!    than quietly acting as someone else: log in again or log out);
+//! 4. the bootstrap admin of `<data-dir>/bootstrap-admin.json`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,6 +19,8 @@ use clap::Args;
 use lockstep_server::{BootstrapAdmin, BOOTSTRAP_FILE};
 use serde_json::Value;
 use zeroize::Zeroizing;
+
+use crate::login::{self, SavedLogin};
 
 /// How client commands find and authenticate to the server.
 #[derive(Args, Clone)]
@@ -23,7 +35,7 @@ pub struct ConnectArgs {
         env = "LOCKSTEP_DATA_DIR",
         default_value = "./lockstep-data"
     )]
-    data_dir: PathBuf,
+    pub data_dir: PathBuf,
     /// CA certificate (PEM) to trust (default: <data-dir>/tls/ca.pem).
     #[arg(long, global = true, env = "LOCKSTEP_CA_CERT")]
     ca_cert: Option<PathBuf>,
@@ -55,6 +67,30 @@ pub struct ConnectArgs {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Act as the user signed in with `lockstep login` (fail if there is no
+    /// valid saved login).
+    #[arg(long, global = true)]
+    pub as_user: bool,
+    /// File of the saved user login (default: <data-dir>/.lockstep-token).
+    #[arg(long, global = true, env = "LOCKSTEP_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// Audience of management-API tokens.
+pub const MANAGEMENT_RESOURCE: &str = "api://lockstep";
+
+/// Who the connection acts as.
+enum Identity {
+    /// An app, with client credentials.
+    Client {
+        tenant: String,
+        client_id: String,
+        client_secret: Zeroizing<String>,
+    },
+    /// A user, with the tokens of a saved login.
+    User(Box<SavedLogin>),
+    /// Nobody (for signing in).
+    Anonymous,
 }
 
 impl ConnectArgs {
@@ -69,9 +105,8 @@ pub struct Connection {
     http: reqwest::Client,
     server: String,
     port: u16,
-    tenant: String,
-    client_id: String,
-    client_secret: Zeroizing<String>,
+    tenant_hint: Option<String>,
+    identity: Identity,
     vault_suffix: String,
     graph_resource: String,
 }
@@ -85,33 +120,52 @@ fn read_bootstrap(dir: &std::path::Path) -> Option<BootstrapAdmin> {
 }
 
 impl Connection {
-    /// Connects as described by `args`.
+    /// Connects as described by `args` (see the module documentation for
+    /// which identity is used).
     pub async fn open(args: &ConnectArgs) -> CliResult<Self> {
+        let mut conn = Self::open_anonymous(args).await?;
+        conn.identity = Self::identity(args, &conn.server)?;
+        Ok(conn)
+    }
+
+    fn identity(args: &ConnectArgs, server: &str) -> CliResult<Identity> {
         let boot = read_bootstrap(&args.data_dir);
-        let server = args
-            .server
-            .clone()
-            .or_else(|| boot.as_ref().map(|b| b.authority.clone()))
-            .unwrap_or_else(|| "https://localhost:8443".into())
-            .trim_end_matches('/')
-            .to_owned();
-        let url = reqwest::Url::parse(&server)
-            .map_err(|e| format!("invalid server URL '{server}': {e}"))?;
-        let host = url.host_str().unwrap_or("localhost").to_owned();
-        let port = url.port_or_known_default().unwrap_or(443);
-        let vault_suffix = args
-            .vault_suffix
-            .clone()
-            .or_else(|| {
-                boot.as_ref().and_then(|b| {
-                    let host = reqwest::Url::parse(&b.vault_url)
-                        .ok()?
-                        .host_str()?
-                        .to_owned();
-                    host.split_once('.').map(|(_, s)| s.to_owned())
-                })
-            })
-            .unwrap_or_else(|| "vault.localhost".into());
+        let token_path = login::token_path(args);
+        let explicit = args.client_id.is_some() || args.client_secret.is_some();
+        // With explicit client credentials the saved login does not matter,
+        // not even if it is unreadable.
+        let saved = if args.as_user || !explicit {
+            SavedLogin::read(&token_path)?
+        } else {
+            None
+        };
+        let now = login::now();
+        if args.as_user {
+            let saved = saved.ok_or_else(|| {
+                format!(
+                    "--as-user: not signed in (no {}); run `lockstep login --username …` first",
+                    token_path.display()
+                )
+            })?;
+            if saved.server != server {
+                return Err(format!(
+                    "--as-user: the saved login of {} is for {}, not {server}; sign in again",
+                    saved.username, saved.server
+                ));
+            }
+            if !saved.is_valid(now) {
+                return Err(expired(&saved));
+            }
+            return Ok(Identity::User(Box::new(saved)));
+        }
+        if !explicit {
+            if let Some(saved) = saved.filter(|s| s.server == server) {
+                if !saved.is_valid(now) {
+                    return Err(expired(&saved));
+                }
+                return Ok(Identity::User(Box::new(saved)));
+            }
+        }
         let missing = |what: &str, flag: &str| {
             format!(
                 "no {what}: pass {flag}, or --data-dir pointing at a data directory with {BOOTSTRAP_FILE}"
@@ -137,6 +191,44 @@ impl Connection {
                 ))
             }
         };
+        Ok(Identity::Client {
+            tenant,
+            client_id,
+            client_secret,
+        })
+    }
+
+    /// Connects without acting as anyone (to sign in).
+    pub async fn open_anonymous(args: &ConnectArgs) -> CliResult<Self> {
+        let boot = read_bootstrap(&args.data_dir);
+        let server = args
+            .server
+            .clone()
+            .or_else(|| boot.as_ref().map(|b| b.authority.clone()))
+            .unwrap_or_else(|| "https://localhost:8443".into())
+            .trim_end_matches('/')
+            .to_owned();
+        let url = reqwest::Url::parse(&server)
+            .map_err(|e| format!("invalid server URL '{server}': {e}"))?;
+        let host = url.host_str().unwrap_or("localhost").to_owned();
+        let port = url.port_or_known_default().unwrap_or(443);
+        let vault_suffix = args
+            .vault_suffix
+            .clone()
+            .or_else(|| {
+                boot.as_ref().and_then(|b| {
+                    let host = reqwest::Url::parse(&b.vault_url)
+                        .ok()?
+                        .host_str()?
+                        .to_owned();
+                    host.split_once('.').map(|(_, s)| s.to_owned())
+                })
+            })
+            .unwrap_or_else(|| "vault.localhost".into());
+        let tenant_hint = args
+            .tenant
+            .clone()
+            .or_else(|| boot.as_ref().map(|b| b.tenant_id.clone()));
         let ca = args.ca_cert.clone().or_else(|| {
             let p = args.data_dir.join("tls").join("ca.pem");
             p.exists().then_some(p)
@@ -152,12 +244,58 @@ impl Connection {
             http,
             server,
             port,
-            tenant,
-            client_id,
-            client_secret,
+            tenant_hint,
+            identity: Identity::Anonymous,
             vault_suffix,
             graph_resource: args.graph_resource.clone(),
         })
+    }
+
+    /// The tenant given with `--tenant` or found in the bootstrap file.
+    pub fn tenant_hint(&self) -> Option<&str> {
+        self.tenant_hint.as_deref()
+    }
+
+    /// The saved login this connection acts with, if it acts as a user.
+    pub fn user(&self) -> Option<&SavedLogin> {
+        match &self.identity {
+            Identity::User(saved) => Some(saved),
+            _ => None,
+        }
+    }
+
+    /// POSTs JSON with a given bearer token; returns the status and JSON body.
+    pub async fn post_with_token(
+        &self,
+        url: &str,
+        token: &str,
+        body: &Value,
+    ) -> CliResult<(reqwest::StatusCode, Value)> {
+        let resp = self
+            .http
+            .post(url)
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| connect_error(url, e))?;
+        read_response(resp).await
+    }
+
+    /// POSTs JSON without a token; returns the status and JSON body.
+    pub async fn post_anonymous(
+        &self,
+        url: &str,
+        body: &Value,
+    ) -> CliResult<(reqwest::StatusCode, Value)> {
+        let resp = self
+            .http
+            .post(url)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| connect_error(url, e))?;
+        read_response(resp).await
     }
 
     /// The audience of Graph tokens.
@@ -180,14 +318,24 @@ impl Connection {
         &self.server
     }
 
-    /// Gets a token for `resource`.
+    /// Gets a token for `resource`: from the token endpoint with client
+    /// credentials, or from the saved login when acting as a user.
     pub async fn token(&self, resource: &str) -> CliResult<String> {
-        let url = format!("{}/{}/oauth2/v2.0/token", self.server, self.tenant);
+        let (tenant, client_id, client_secret) = match &self.identity {
+            Identity::Client {
+                tenant,
+                client_id,
+                client_secret,
+            } => (tenant, client_id, client_secret),
+            Identity::User(saved) => return saved.token(resource, login::now()),
+            Identity::Anonymous => return Err("not signed in".into()),
+        };
+        let url = format!("{}/{}/oauth2/v2.0/token", self.server, tenant);
         let scope = format!("{resource}/.default");
         let form = [
             ("grant_type", "client_credentials"),
-            ("client_id", self.client_id.as_str()),
-            ("client_secret", self.client_secret.as_str()),
+            ("client_id", client_id.as_str()),
+            ("client_secret", client_secret.as_str()),
             ("scope", scope.as_str()),
         ];
         let resp = self
@@ -230,18 +378,7 @@ impl Connection {
             req = req.json(b);
         }
         let resp = req.send().await.map_err(|e| connect_error(url, e))?;
-        let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| format!("unreadable response: {e}"))?;
-        let value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()))
-        };
-        Ok((status, value))
+        read_response(resp).await
     }
 
     /// Like [`call`](Self::call), but turns an error status into an error
@@ -270,6 +407,33 @@ impl Connection {
     pub fn vault_resource(&self) -> String {
         format!("https://{}", self.vault_suffix)
     }
+}
+
+/// The status and JSON body of a response (Null when empty, a string when
+/// not JSON).
+async fn read_response(resp: reqwest::Response) -> CliResult<(reqwest::StatusCode, Value)> {
+    let status = resp.status();
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| format!("unreadable response: {e}"))?;
+    let value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    Ok((status, value))
+}
+
+fn expired(saved: &SavedLogin) -> String {
+    format!(
+        "the saved login of {} expired at {}: run `lockstep login --username {}` again, \
+         or `lockstep logout` to stop acting as this user",
+        saved.username,
+        crate::output::time(&serde_json::json!(saved.expires_on())),
+        saved.username
+    )
 }
 
 fn build_client(

@@ -4,11 +4,13 @@
 mod app;
 mod audit;
 mod client;
+mod login;
 mod output;
 mod role;
 mod rotation;
 mod secret;
 mod serve;
+mod user;
 mod vault;
 
 use std::process::ExitCode;
@@ -104,6 +106,25 @@ enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// Sign in as a user (password on standard input); later commands act as that user.
+    Login {
+        #[command(flatten)]
+        conn: client::ConnectArgs,
+        #[command(flatten)]
+        args: login::LoginArgs,
+    },
+    /// Forget the saved user login.
+    Logout {
+        #[command(flatten)]
+        conn: client::ConnectArgs,
+    },
+    /// Manage the tenant's users.
+    User {
+        #[command(flatten)]
+        conn: client::ConnectArgs,
+        #[command(subcommand)]
+        command: user::UserCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -137,6 +158,9 @@ fn main() -> ExitCode {
             Command::Role { conn, command } => role::run(conn, command).await,
             Command::Keys { conn, command } => role::run_keys(conn, command).await,
             Command::Audit { conn, command } => audit::run(conn, command).await,
+            Command::Login { conn, args } => login::run(conn, args).await,
+            Command::Logout { conn } => login::logout(&conn),
+            Command::User { conn, command } => user::run(conn, command).await,
         }
     });
     match result {

@@ -16,7 +16,8 @@ pub enum RoleCommand {
     Definitions,
     /// Assign a role to a principal at a scope.
     Assign {
-        /// Principal: service principal object id or application (client) id.
+        /// Principal: service principal object id or application (client) id,
+        /// or a user's object id or principal name.
         #[arg(long)]
         assignee: String,
         /// Role name, e.g. "Key Vault Secrets User".

@@ -69,6 +69,13 @@ pub mod actions {
     /// Move a development server's clock.
     pub const DEV_TIME_SHIFT: &str = "Lockstep/dev/timeShift/action";
 
+    /// List or read tenant users.
+    pub const USER_READ: &str = "Lockstep/users/read";
+    /// Create users, change their name or enabled state, reset their password.
+    pub const USER_WRITE: &str = "Lockstep/users/write";
+    /// Delete users.
+    pub const USER_DELETE: &str = "Lockstep/users/delete";
+
     /// Every action, for the role × action table.
     pub const ALL: &[&str] = &[
         SECRET_GET,
@@ -100,6 +107,9 @@ pub mod actions {
         ROTATION_ROTATE,
         DEV_TIME_SHIFT,
         AUDIT_READ,
+        USER_READ,
+        USER_WRITE,
+        USER_DELETE,
     ];
     /// Query and verify the audit log.
     pub const AUDIT_READ: &str = "Lockstep/audit/read";
@@ -149,13 +159,16 @@ pub const BUILTIN_ROLES: &[RoleDefinition] = &[
     RoleDefinition {
         name: "Contributor",
         id: "b24988ac-6180-42a0-ab88-20f7382dd24c",
-        description:
-            "Everything except managing role assignments (and moving a development clock).",
+        description: "Everything except managing role assignments and users (and moving a development clock).",
         actions: &["*"],
+        // Managing users is excluded: resetting an Owner's password would
+        // let a Contributor become Owner.
         not_actions: &[
             "Microsoft.Authorization/roleAssignments/write",
             "Microsoft.Authorization/roleAssignments/delete",
             actions::DEV_TIME_SHIFT,
+            actions::USER_WRITE,
+            actions::USER_DELETE,
         ],
     },
     RoleDefinition {
@@ -171,6 +184,7 @@ pub const BUILTIN_ROLES: &[RoleDefinition] = &[
             actions::ROLE_ASSIGNMENT_READ,
             actions::ROTATION_READ,
             actions::AUDIT_READ,
+            actions::USER_READ,
         ],
         not_actions: &[],
     },
@@ -445,6 +459,8 @@ impl Scope {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]
@@ -493,6 +509,45 @@ mod tests {
         assert!(!grants("Key Vault Secrets Officer", actions::AUDIT_READ));
         assert!(!grants("Key Vault Secrets User", actions::AUDIT_READ));
         assert!(!grants("Nobody", actions::SECRET_GET));
+        // not_actions are honoured by the check itself, not only by the table.
+        assert!(grants("Contributor", actions::VAULT_WRITE));
+        assert!(!grants("Contributor", actions::ROLE_ASSIGNMENT_WRITE));
+        assert!(!grants("Contributor", actions::ROLE_ASSIGNMENT_DELETE));
+        assert!(!grants("Contributor", actions::USER_WRITE));
+        assert!(grants("Contributor", actions::USER_READ));
+    }
+
+    #[test]
+    fn users_hold_roles_like_any_principal() {
+        use crate::token::{Principal, PrincipalKind};
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(lockstep_store::SqliteStore::open(&dir.path().join("db")).unwrap());
+        let clock: SharedClock = Arc::new(lockstep_core::TestClock::at(1_800_000_000));
+        let authz = Authorizer::new(store, clock);
+        let user = Principal {
+            object_id: "u1".into(),
+            tenant_id: "t1".into(),
+            app_id: None,
+            kind: PrincipalKind::User,
+        };
+        let denied = authz
+            .check(&user, actions::USER_READ, &Scope::tenant("t1"))
+            .unwrap_err();
+        assert_eq!(denied.caller, "-");
+        assert_eq!(denied.oid, "u1");
+        authz.assign("u1", "Owner", &Scope::tenant("t1")).unwrap();
+        for action in [
+            actions::USER_READ,
+            actions::USER_WRITE,
+            actions::USER_DELETE,
+            actions::VAULT_READ,
+        ] {
+            authz.check(&user, action, &Scope::tenant("t1")).unwrap();
+        }
+        assert!(authz
+            .check(&user, actions::USER_READ, &Scope::tenant("t2"))
+            .is_err());
     }
 }
 

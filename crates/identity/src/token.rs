@@ -10,7 +10,7 @@ use base64::Engine;
 use lockstep_core::SharedClock;
 use lockstep_crypto::signing::{PublicJwk, SigningKey};
 use lockstep_crypto::{random, Kek, WrappedKey};
-use lockstep_store::{SigningKeyRow, Store, StoreError};
+use lockstep_store::{SigningKeyRow, Store, StoreError, UserRow};
 use serde::{Deserialize, Serialize};
 
 use crate::directory::Directory;
@@ -49,6 +49,12 @@ pub struct Claims {
     pub azp: Option<String>,
     /// `app` or `user`.
     pub idtyp: String,
+    /// User principal name, for user tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upn: Option<String>,
+    /// Display name, for user tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Token version.
     pub ver: String,
     /// Unique token id.
@@ -200,6 +206,9 @@ pub enum VerifyError {
     /// Before its not-before.
     #[error("the token is not yet valid")]
     NotYetValid,
+    /// Issued to a user who has since been disabled or deleted.
+    #[error("the token's user is disabled or no longer exists")]
+    UserDisabled,
 }
 
 /// Default time a new signing key is published in the JWKS before it signs
@@ -443,6 +452,44 @@ impl TokenService {
             appid: Some(app.app_id.clone()),
             azp: Some(app.app_id),
             idtyp: "app".into(),
+            upn: None,
+            name: None,
+            ver: "2.0".into(),
+            uti: URL_SAFE_NO_PAD.encode(random::bytes::<16>()),
+        };
+        self.sign(&claims)
+    }
+
+    /// Issues a token to a user who has just proved their password, for
+    /// `resource` (one of the audiences this server issues for, e.g.
+    /// `api://lockstep`). It carries `idtyp: "user"`, the user's object id
+    /// as `oid`/`sub`, `upn` and `name`, and no `appid`/`azp`.
+    pub fn user_token(&self, user: &UserRow, resource: &str) -> Result<IssuedToken, TokenError> {
+        let wanted = normalize_resource(resource);
+        let resource = self
+            .resources
+            .iter()
+            .find(|r| r.as_str() == wanted)
+            .cloned()
+            .ok_or_else(|| TokenError::InvalidResource {
+                resource: wanted.chars().take(200).collect(),
+                tenant: user.tenant_id.clone(),
+            })?;
+        let now = self.clock.unix();
+        let claims = Claims {
+            aud: resource,
+            iss: self.issuer(&user.tenant_id),
+            iat: now,
+            nbf: now,
+            exp: now + self.lifetime,
+            tid: user.tenant_id.clone(),
+            oid: user.object_id.clone(),
+            sub: user.object_id.clone(),
+            appid: None,
+            azp: None,
+            idtyp: "user".into(),
+            upn: Some(user.user_principal_name.clone()),
+            name: Some(user.display_name.clone()),
             ver: "2.0".into(),
             uti: URL_SAFE_NO_PAD.encode(random::bytes::<16>()),
         };
@@ -825,5 +872,51 @@ mod tests {
         let later: Vec<String> = f.tokens.jwks().into_iter().map(|k| k.kid).collect();
         assert_eq!(later, vec![new_kid]);
         assert!(f.tokens.verify(&fresh, VAULT).is_err(), "expired by now");
+    }
+
+    #[test]
+    fn user_tokens_say_user_and_carry_no_app_id() {
+        let f = fixture();
+        let user = UserRow {
+            object_id: random::guid(),
+            tenant_id: f.tenant.clone(),
+            user_principal_name: "alice@contoso.test".into(),
+            display_name: "Alice".into(),
+            password_hash: String::new(),
+            enabled: true,
+            created: 0,
+            updated: 0,
+            password_changed: 0,
+        };
+        let issued = f.tokens.user_token(&user, "api://lockstep/").unwrap();
+        let claims = f
+            .tokens
+            .verify(&issued.access_token, "api://lockstep")
+            .unwrap();
+        assert_eq!(claims.idtyp, "user");
+        assert_eq!(claims.oid, user.object_id);
+        assert_eq!(claims.sub, user.object_id);
+        assert_eq!(claims.appid, None);
+        assert_eq!(claims.azp, None);
+        assert_eq!(claims.upn.as_deref(), Some("alice@contoso.test"));
+        assert_eq!(claims.name.as_deref(), Some("Alice"));
+        let p = claims.principal();
+        assert_eq!(p.kind, PrincipalKind::User);
+        assert_eq!(p.app_id, None);
+        assert!(f.tokens.user_token(&user, VAULT).is_ok());
+        let err = f.tokens.user_token(&user, "https://elsewhere").unwrap_err();
+        assert_eq!(err.code(), 500011);
+        // App tokens say app.
+        let pw = f
+            .directory
+            .add_password(&f.app_object, None, None, None)
+            .unwrap();
+        let app = f
+            .tokens
+            .client_credentials(&f.tenant, &f.app_id, &pw.secret_text, &scope())
+            .unwrap();
+        let claims = f.tokens.verify(&app.access_token, VAULT).unwrap();
+        assert_eq!(claims.idtyp, "app");
+        assert_eq!(claims.upn, None);
     }
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::http::HeaderMap;
-use lockstep_identity::{Claims, Denied, Principal, Scope, VerifyError};
+use lockstep_identity::{Claims, Denied, Principal, PrincipalKind, Scope, VerifyError};
 
 use crate::audit::AuditHandle;
 use crate::state::AppState;
@@ -48,6 +48,9 @@ pub fn authenticate(
             Ok(claims) => {
                 let principal = claims.principal();
                 audit.authenticated(&principal);
+                if principal.kind == PrincipalKind::User {
+                    user_still_active(state, &principal)?;
+                }
                 return Ok((principal, claims));
             }
             Err(VerifyError::WrongAudience) => continue,
@@ -88,4 +91,18 @@ pub fn authorize(
         crate::audit::report(&e, &audit.request_id());
         Refusal::Unaudited
     })
+}
+
+/// A user's token is honoured only while the user exists and is enabled:
+/// disabling or deleting a user cuts its sessions off at once (one indexed
+/// read per request, for user tokens only). Fails closed on a store error.
+fn user_still_active(state: &AppState, principal: &Principal) -> Result<(), AuthFailure> {
+    match state.users.is_active(&principal.object_id) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(AuthFailure::Invalid(VerifyError::UserDisabled)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot check whether a user is enabled");
+            Err(AuthFailure::Invalid(VerifyError::UserDisabled))
+        }
+    }
 }

@@ -13,6 +13,7 @@ use hyper_util::service::TowerToHyperService;
 use lockstep_audit::{AuditLog, Durability, Entry};
 use lockstep_core::{SharedClock, SystemClock};
 use lockstep_crypto::hash::SecretHasher;
+use lockstep_identity::Users;
 use lockstep_identity::{Authorizer, Directory, Scope, TokenService};
 use lockstep_vault::Vaults;
 use tokio::net::TcpListener;
@@ -176,6 +177,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         engine,
         wake_scheduler: tokio::sync::Notify::new(),
         audit: audit.clone(),
+        users: Users::new(opened.store.clone(), clock.clone()),
+        default_tenant: installation.tenant_id.clone(),
     });
     if config.dev_time_shift {
         tracing::warn!(

@@ -87,6 +87,21 @@ pub fn app(state: Shared) -> Router {
         )
         .route("/lockstep/v1/audit", get(management::audit::query))
         .route("/lockstep/v1/audit/verify", get(management::audit::verify))
+        .route("/lockstep/v1/login", post(management::users::login))
+        .route(
+            "/lockstep/v1/users",
+            get(management::users::list).post(management::users::create),
+        )
+        .route(
+            "/lockstep/v1/users/{id}",
+            get(management::users::show)
+                .patch(management::users::update)
+                .delete(management::users::delete),
+        )
+        .route(
+            "/lockstep/v1/users/{id}/changePassword",
+            post(management::users::change_password),
+        )
         .route("/v1.0/{*rest}", axum::routing::any(graph::handle))
         .fallback(management::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), by_host))

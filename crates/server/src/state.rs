@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use lockstep_audit::AuditLog;
 use lockstep_core::SharedClock;
-use lockstep_identity::{Authorizer, Directory, TokenService};
+use lockstep_identity::{Authorizer, Directory, TokenService, Users};
 use lockstep_store::Store;
 use lockstep_vault::Vaults;
 
@@ -40,6 +40,10 @@ pub struct AppState {
     pub wake_scheduler: tokio::sync::Notify,
     /// The audit log (one record per request; see `routes::audit`).
     pub audit: Arc<AuditLog>,
+    /// Tenant users and their passwords.
+    pub users: Users,
+    /// The tenant created on first start (sign-in's default).
+    pub default_tenant: String,
 }
 
 /// State as handlers receive it.

@@ -203,4 +203,37 @@ pub trait Store: Send + Sync + 'static {
     fn revocations_pending(&self) -> StoreResult<Vec<RevocationRow>>;
     /// Marks a revocation done.
     fn revocation_done(&self, key_id: &str, now: i64) -> StoreResult<()>;
+
+    // --- users ------------------------------------------------------------------
+    /// Creates a user; [`StoreError::AlreadyExists`] if its tenant already
+    /// has a user with the same principal name in any letter case.
+    fn user_insert(&self, user: &UserRow) -> StoreResult<()>;
+    /// A user by object id.
+    fn user_get(&self, object_id: &str) -> StoreResult<Option<UserRow>>;
+    /// A user of a tenant by principal name, in any letter case.
+    fn user_by_upn(&self, tenant_id: &str, upn: &str) -> StoreResult<Option<UserRow>>;
+    /// Users of a tenant ordered by principal name (ignoring case), after
+    /// the name `after`, at most `limit`.
+    fn user_list(
+        &self,
+        tenant_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<UserRow>>;
+    /// Writes a user's display name, enabled flag and `updated` time.
+    fn user_update(&self, user: &UserRow) -> StoreResult<()>;
+    /// Replaces a user's password hash, only if the stored hash is still
+    /// `expected_hash` when one is given (so that two changes made from the
+    /// same current password cannot both succeed). `changed_at` records a
+    /// password change (None for a rehash of the same password).
+    /// [`StoreError::NotFound`] if no row matched.
+    fn user_set_password(
+        &self,
+        object_id: &str,
+        expected_hash: Option<&str>,
+        new_hash: &str,
+        changed_at: Option<i64>,
+    ) -> StoreResult<()>;
+    /// Deletes a user and its role assignments.
+    fn user_delete(&self, object_id: &str) -> StoreResult<()>;
 }

@@ -225,3 +225,26 @@ pub struct RevocationRow {
     /// When it was removed.
     pub done_at: Option<i64>,
 }
+
+/// A tenant user: a human who signs in with a password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    /// Object id (GUID; the token's `oid`).
+    pub object_id: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// User principal name (`alice@contoso.test`), unique per tenant regardless of case.
+    pub user_principal_name: String,
+    /// Display name.
+    pub display_name: String,
+    /// The password's argon2id hash in PHC string format (never the password).
+    pub password_hash: String,
+    /// Whether the user may sign in (and its tokens are accepted).
+    pub enabled: bool,
+    /// Creation time.
+    pub created: i64,
+    /// Last change to any field.
+    pub updated: i64,
+    /// Last time the password was set.
+    pub password_changed: i64,
+}

@@ -12,6 +12,7 @@ use crate::*;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0001_init.sql"),
     include_str!("../migrations/sqlite/0002_rotation.sql"),
+    include_str!("../migrations/sqlite/0003_users.sql"),
 ];
 const MAX_IDLE_READERS: usize = 32;
 
@@ -240,6 +241,23 @@ fn app_from_row(r: &Row<'_>) -> rusqlite::Result<AppRow> {
         app_id: r.get(2)?,
         display_name: r.get(3)?,
         created: r.get(4)?,
+    })
+}
+
+const USER_COLS: &str = "object_id, tenant_id, user_principal_name, display_name, password_hash, \
+     enabled, created, updated, password_changed";
+
+fn user_from_row(r: &Row<'_>) -> rusqlite::Result<UserRow> {
+    Ok(UserRow {
+        object_id: r.get(0)?,
+        tenant_id: r.get(1)?,
+        user_principal_name: r.get(2)?,
+        display_name: r.get(3)?,
+        password_hash: r.get(4)?,
+        enabled: r.get(5)?,
+        created: r.get(6)?,
+        updated: r.get(7)?,
+        password_changed: r.get(8)?,
     })
 }
 
@@ -1199,6 +1217,133 @@ impl Store for SqliteStore {
             tx.execute(
                 "UPDATE rotation_revocations SET done_at = ?2 WHERE key_id = ?1 AND done_at IS NULL",
                 params![key_id, now],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn user_insert(&self, u: &UserRow) -> StoreResult<()> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "INSERT INTO users (object_id, tenant_id, user_principal_name, display_name,
+                         password_hash, enabled, created, updated, password_changed)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT DO NOTHING",
+                    params![
+                        u.object_id,
+                        u.tenant_id,
+                        u.user_principal_name,
+                        u.display_name,
+                        u.password_hash,
+                        u.enabled,
+                        u.created,
+                        u.updated,
+                        u.password_changed
+                    ],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                Err(StoreError::AlreadyExists)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn user_get(&self, object_id: &str) -> StoreResult<Option<UserRow>> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {USER_COLS} FROM users WHERE object_id = ?1"
+            ))?
+            .query_row([object_id], user_from_row)
+            .optional()
+        })
+    }
+
+    fn user_by_upn(&self, tenant_id: &str, upn: &str) -> StoreResult<Option<UserRow>> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {USER_COLS} FROM users WHERE tenant_id = ?1 AND user_principal_name = ?2"
+            ))?
+            .query_row([tenant_id, upn], user_from_row)
+            .optional()
+        })
+    }
+
+    fn user_list(
+        &self,
+        tenant_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<UserRow>> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {USER_COLS} FROM users
+                 WHERE tenant_id = ?1 AND user_principal_name > ?2
+                 ORDER BY user_principal_name LIMIT ?3"
+            ))?
+            .query_map(
+                params![tenant_id, after.unwrap_or(""), limit as i64],
+                user_from_row,
+            )?
+            .collect()
+        })
+    }
+
+    fn user_update(&self, u: &UserRow) -> StoreResult<()> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE users SET display_name = ?2, enabled = ?3, updated = ?4 WHERE object_id = ?1",
+                    params![u.object_id, u.display_name, u.enabled, u.updated],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn user_set_password(
+        &self,
+        object_id: &str,
+        expected_hash: Option<&str>,
+        new_hash: &str,
+        changed_at: Option<i64>,
+    ) -> StoreResult<()> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE users SET password_hash = ?3,
+                         password_changed = COALESCE(?4, password_changed),
+                         updated = COALESCE(?4, updated)
+                     WHERE object_id = ?1 AND (?2 IS NULL OR password_hash = ?2)",
+                    params![object_id, expected_hash, new_hash, changed_at],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn user_delete(&self, object_id: &str) -> StoreResult<()> {
+        self.write(|tx| {
+            let n = tx
+                .execute("DELETE FROM users WHERE object_id = ?1", [object_id])
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            tx.execute(
+                "DELETE FROM role_assignments WHERE principal_id = ?1",
+                [object_id],
             )
             .map_err(backend)?;
             Ok(())

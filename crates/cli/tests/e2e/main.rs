@@ -16,6 +16,7 @@ mod rbac;
 mod rotation;
 mod startup;
 mod token_endpoint;
+mod users;
 mod vault_api;
 
 use std::collections::HashSet;

@@ -427,6 +427,37 @@ async fn operation(admin: &Admin<'_>, action: &str, i: usize) -> Operation {
             admin.api("/lockstep/v1/dev/time-shift"),
             Some(json!({"by": "PT1S"})),
         ),
+        "Lockstep/users/read" => op(
+            Api::Management,
+            Method::GET,
+            admin.api("/lockstep/v1/users"),
+            None,
+        ),
+        "Lockstep/users/write" => op(
+            Api::Management,
+            Method::POST,
+            admin.api("/lockstep/v1/users"),
+            Some(
+                json!({"userPrincipalName": format!("u{i}@example.test"), "displayName": "U", "password": "correct horse battery staple"}),
+            ),
+        ),
+        "Lockstep/users/delete" => {
+            let u = admin
+                .ok(
+                    Method::POST,
+                    &admin.api("/lockstep/v1/users"),
+                    &admin.mgmt,
+                    Some(json!({"userPrincipalName": format!("gone{i}@example.test"), "displayName": "G", "password": "correct horse battery staple"})),
+                )
+                .await;
+            let id = u["id"].as_str().unwrap();
+            op(
+                Api::Management,
+                Method::DELETE,
+                admin.api(&format!("/lockstep/v1/users/{id}")),
+                None,
+            )
+        }
         "Lockstep/audit/read" => op(
             Api::Management,
             Method::GET,

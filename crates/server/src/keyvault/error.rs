@@ -55,6 +55,9 @@ impl KvError {
                 "AKV10031: The token signature is invalid."
             }
             AuthFailure::Invalid(VerifyError::Malformed) => "AKV10000: The token is malformed.",
+            AuthFailure::Invalid(VerifyError::UserDisabled) => {
+                "AKV10000: The token's user is disabled or no longer exists."
+            }
         };
         let mut e = Self::new(StatusCode::UNAUTHORIZED, "Unauthorized", message);
         e.challenge = Some(challenge);

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod roles;
 pub mod rotation;
+pub mod users;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -63,14 +64,12 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Authenticates the caller and checks `action` at the scope built from its
-/// tenant; both are recorded in the request's audit context.
-pub(crate) fn caller(
+/// The caller, authenticated by a token for `api://lockstep` (no
+/// authorization yet); recorded in the request's audit context.
+pub(crate) fn authenticated(
     state: &Shared,
     headers: &HeaderMap,
     audit: &AuditHandle,
-    action: &str,
-    scope: impl FnOnce(&str) -> Scope,
 ) -> Result<Principal, ApiError> {
     let (principal, _) = authenticate(state, headers, &[MANAGEMENT_RESOURCE.to_owned()], audit)
         .map_err(|f| {
@@ -80,6 +79,19 @@ pub(crate) fn caller(
             };
             ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", message)
         })?;
+    Ok(principal)
+}
+
+/// Authenticates the caller and checks `action` at the scope built from its
+/// tenant; both are recorded in the request's audit context.
+pub(crate) fn caller(
+    state: &Shared,
+    headers: &HeaderMap,
+    audit: &AuditHandle,
+    action: &str,
+    scope: impl FnOnce(&str) -> Scope,
+) -> Result<Principal, ApiError> {
+    let principal = authenticated(state, headers, audit)?;
     authorize(
         state,
         audit,

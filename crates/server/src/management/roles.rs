@@ -183,17 +183,21 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(assignment_json(&row))).into_response())
 }
 
-/// Resolves an assignee (service principal object id or application id)
-/// to a principal object id in the tenant.
+/// Resolves an assignee (service principal object id or application id,
+/// or a user's object id or principal name) to a principal object id in the
+/// tenant.
 fn resolve_principal(state: &Shared, id: &str, tenant: &str) -> Result<String, ApiError> {
     let sp = state
         .directory
         .find_service_principal(id)
         .map_err(ApiError::internal)?
         .filter(|sp| sp.tenant_id == tenant);
-    match sp {
-        Some(sp) => Ok(sp.object_id),
-        None => Err(ApiError::new(
+    if let Some(sp) = sp {
+        return Ok(sp.object_id);
+    }
+    match state.users.get(tenant, id) {
+        Ok(user) => Ok(user.object_id),
+        Err(lockstep_identity::UserError::NotFound(_)) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "PrincipalNotFound",
             format!(
@@ -201,6 +205,7 @@ fn resolve_principal(state: &Shared, id: &str, tenant: &str) -> Result<String, A
                 id.chars().take(64).collect::<String>()
             ),
         )),
+        Err(e) => Err(e.into()),
     }
 }
 
