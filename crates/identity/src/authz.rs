@@ -60,6 +60,12 @@ pub mod actions {
     pub const ROLE_ASSIGNMENT_DELETE: &str = "Microsoft.Authorization/roleAssignments/delete";
     /// Rotate the token signing key.
     pub const SIGNING_KEY_ROTATE: &str = "Lockstep/signingKeys/rotate";
+    /// List or read event subscriptions and their delivery logs.
+    pub const SUBSCRIPTION_READ: &str = "Lockstep/subscriptions/read";
+    /// Create or change event subscriptions, and send test events.
+    pub const SUBSCRIPTION_WRITE: &str = "Lockstep/subscriptions/write";
+    /// Delete event subscriptions.
+    pub const SUBSCRIPTION_DELETE: &str = "Lockstep/subscriptions/delete";
 
     /// Every action, for the role × action table.
     pub const ALL: &[&str] = &[
@@ -87,6 +93,9 @@ pub mod actions {
         ROLE_ASSIGNMENT_WRITE,
         ROLE_ASSIGNMENT_DELETE,
         SIGNING_KEY_ROTATE,
+        SUBSCRIPTION_READ,
+        SUBSCRIPTION_WRITE,
+        SUBSCRIPTION_DELETE,
     ];
 }
 
@@ -152,6 +161,7 @@ pub const BUILTIN_ROLES: &[RoleDefinition] = &[
             actions::APP_READ,
             actions::APP_POLICY_READ,
             actions::ROLE_ASSIGNMENT_READ,
+            actions::SUBSCRIPTION_READ,
         ],
         not_actions: &[],
     },

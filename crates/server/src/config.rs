@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Resolved server settings (flags, environment and file already merged).
 #[derive(Debug, Clone)]
@@ -24,6 +25,14 @@ pub struct ServeConfig {
     pub master_key: Option<zeroize::Zeroizing<String>>,
     /// Resource (audience) of Microsoft Graph tokens.
     pub graph_resource: String,
+    /// Delay before the first retry of a failed webhook delivery (it
+    /// doubles at each retry); shortened by tests.
+    pub webhook_retry_base: Duration,
+    /// An extra CA certificate (PEM) to trust for webhook endpoints, beside
+    /// the system roots.
+    pub webhook_ca: Option<PathBuf>,
+    /// How often secret versions are scanned for expiry events.
+    pub expiry_scan_interval: Duration,
 }
 
 impl ServeConfig {
@@ -39,6 +48,9 @@ impl ServeConfig {
             tls_key: None,
             master_key: None,
             graph_resource: "https://graph.microsoft.com".into(),
+            webhook_retry_base: Duration::from_secs(1),
+            webhook_ca: None,
+            expiry_scan_interval: Duration::from_secs(60),
         }
     }
 }

@@ -12,6 +12,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use lockstep_core::{SharedClock, SystemClock};
 use lockstep_crypto::hash::SecretHasher;
+use lockstep_events::{Events, EventsConfig, RetryPolicy};
 use lockstep_identity::{Authorizer, Directory, TokenService};
 use lockstep_vault::Vaults;
 use tokio::net::TcpListener;
@@ -136,6 +137,13 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         ),
     )?;
 
+    let events = Arc::new(events_service(
+        &config,
+        &opened,
+        &clock,
+        &authority,
+        &format!("https://{{vault}}.{}:{port}", config.vault_suffix),
+    )?);
     let state = Arc::new(AppState {
         store: opened.store.clone(),
         vaults: Vaults::new(opened.store.clone(), opened.kek.clone(), clock.clone()),
@@ -148,6 +156,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         metrics: crate::metrics::Metrics::new(),
         token_limits: Default::default(),
         clock: clock.clone(),
+        events: events.clone(),
     });
     let app = crate::routes::app(state.clone());
 
@@ -187,6 +196,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             }
         }
     });
+
+    let deliveries = tokio::spawn(events.clone().run_deliveries());
+    let expiry_scan = tokio::spawn(events.run_expiry_scanner(config.expiry_scan_interval));
 
     let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
@@ -232,6 +244,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         }
     }
     purger.abort();
+    deliveries.abort();
+    expiry_scan.abort();
     drop(listener);
     tracing::info!("shutting down: draining connections");
     if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
@@ -242,6 +256,31 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     }
     println!("Lockstep stopped.");
     Ok(())
+}
+
+/// The events service: CloudEvents `source` is the server's public URL;
+/// webhook endpoints are trusted by the system roots plus `--webhook-ca`.
+fn events_service(
+    config: &ServeConfig,
+    opened: &bootstrap::Opened,
+    clock: &SharedClock,
+    authority: &str,
+    vault_url: &str,
+) -> Result<Events, ServeError> {
+    let mut settings = EventsConfig::new(authority.to_owned(), vault_url.to_owned());
+    settings.retry = RetryPolicy::with_base(config.webhook_retry_base);
+    if let Some(path) = &config.webhook_ca {
+        settings.extra_ca_pem = Some(std::fs::read(path).map_err(|e| {
+            ServeError::Config(format!("cannot read webhook CA {}: {e}", path.display()))
+        })?);
+    }
+    Events::new(
+        opened.store.clone(),
+        opened.kek.clone(),
+        clock.clone(),
+        settings,
+    )
+    .map_err(|e| ServeError::Config(e.to_string()))
 }
 
 fn absolute(p: &std::path::Path) -> std::path::PathBuf {

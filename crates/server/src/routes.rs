@@ -47,6 +47,24 @@ pub fn app(state: Shared) -> Router {
             "/lockstep/v1/keys/rotate-signing",
             post(management::roles::rotate_signing_key),
         )
+        .route(
+            "/lockstep/v1/subscriptions",
+            get(management::subscriptions::list).post(management::subscriptions::create),
+        )
+        .route(
+            "/lockstep/v1/subscriptions/{id}",
+            get(management::subscriptions::get)
+                .patch(management::subscriptions::update)
+                .delete(management::subscriptions::remove),
+        )
+        .route(
+            "/lockstep/v1/subscriptions/{id}/deliveries",
+            get(management::subscriptions::deliveries),
+        )
+        .route(
+            "/lockstep/v1/subscriptions/{id}/test",
+            post(management::subscriptions::test),
+        )
         .route("/v1.0/{*rest}", axum::routing::any(graph::handle))
         .fallback(management::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), by_host))
@@ -122,7 +140,7 @@ async fn metrics(State(state): State<Shared>) -> Response {
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        state.metrics.render(),
+        state.metrics.render() + &crate::metrics::render_events(&state.events.stats()),
     )
         .into_response()
 }

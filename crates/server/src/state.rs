@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use lockstep_core::SharedClock;
+use lockstep_events::Events;
 use lockstep_identity::{Authorizer, Directory, TokenService};
 use lockstep_store::Store;
 use lockstep_vault::Vaults;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub token_limits: TokenLimits,
     /// The clock.
     pub clock: SharedClock,
+    /// Events and webhook subscriptions.
+    pub events: Arc<Events>,
 }
 
 /// State as handlers receive it.

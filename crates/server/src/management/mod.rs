@@ -2,6 +2,7 @@
 //! `api://lockstep`. Errors: `{"error":{"code","message"}}`.
 
 pub mod roles;
+pub mod subscriptions;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
