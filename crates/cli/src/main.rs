@@ -7,6 +7,7 @@ mod output;
 mod role;
 mod secret;
 mod serve;
+mod subscription;
 mod vault;
 
 use std::process::ExitCode;
@@ -60,6 +61,13 @@ enum Command {
         #[command(subcommand)]
         command: secret::SecretCommand,
     },
+    /// Manage event subscriptions (webhooks) and see their deliveries.
+    Subscription {
+        #[command(flatten)]
+        conn: client::ConnectArgs,
+        #[command(subcommand)]
+        command: subscription::SubscriptionCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -82,6 +90,7 @@ fn main() -> ExitCode {
             Command::App { conn, command } => app::run(conn, command).await,
             Command::Role { conn, command } => role::run(conn, command).await,
             Command::Keys { conn, command } => role::run_keys(conn, command).await,
+            Command::Subscription { conn, command } => subscription::run(conn, command).await,
         }
     });
     match result {
