@@ -10,6 +10,7 @@ mod role;
 mod rotation;
 mod secret;
 mod serve;
+mod subscription;
 mod user;
 mod vault;
 
@@ -125,6 +126,13 @@ enum Command {
         #[command(subcommand)]
         command: user::UserCommand,
     },
+    /// Manage event subscriptions (webhooks) and see their deliveries.
+    Subscription {
+        #[command(flatten)]
+        conn: client::ConnectArgs,
+        #[command(subcommand)]
+        command: subscription::SubscriptionCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -161,6 +169,7 @@ fn main() -> ExitCode {
             Command::Login { conn, args } => login::run(conn, args).await,
             Command::Logout { conn } => login::logout(&conn),
             Command::User { conn, command } => user::run(conn, command).await,
+            Command::Subscription { conn, command } => subscription::run(conn, command).await,
         }
     });
     match result {

@@ -75,6 +75,12 @@ pub mod actions {
     pub const USER_WRITE: &str = "Lockstep/users/write";
     /// Delete users.
     pub const USER_DELETE: &str = "Lockstep/users/delete";
+    /// List or read event subscriptions and their delivery logs.
+    pub const SUBSCRIPTION_READ: &str = "Lockstep/subscriptions/read";
+    /// Create or change event subscriptions, and send test events.
+    pub const SUBSCRIPTION_WRITE: &str = "Lockstep/subscriptions/write";
+    /// Delete event subscriptions.
+    pub const SUBSCRIPTION_DELETE: &str = "Lockstep/subscriptions/delete";
 
     /// Every action, for the role × action table.
     pub const ALL: &[&str] = &[
@@ -110,6 +116,9 @@ pub mod actions {
         USER_READ,
         USER_WRITE,
         USER_DELETE,
+        SUBSCRIPTION_READ,
+        SUBSCRIPTION_WRITE,
+        SUBSCRIPTION_DELETE,
     ];
     /// Query and verify the audit log.
     pub const AUDIT_READ: &str = "Lockstep/audit/read";
@@ -185,6 +194,7 @@ pub const BUILTIN_ROLES: &[RoleDefinition] = &[
             actions::ROTATION_READ,
             actions::AUDIT_READ,
             actions::USER_READ,
+            actions::SUBSCRIPTION_READ,
         ],
         not_actions: &[],
     },

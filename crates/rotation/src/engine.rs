@@ -212,6 +212,34 @@ pub enum RevokeMode {
 pub trait EventSink: Send + Sync {
     /// Publishes an event of `event_type` about `subject`.
     fn publish(&self, event_type: &str, subject: &str, data: serde_json::Value);
+
+    /// Publishes an event at most once per `key` (for example one expiry
+    /// warning per credential).
+    fn publish_once(&self, key: &str, event_type: &str, subject: &str, data: serde_json::Value) {
+        let _ = key;
+        self.publish(event_type, subject, data);
+    }
+
+    /// A new version of a vault secret became current.
+    fn secret_version_created(
+        &self,
+        tenant: &str,
+        vault: &str,
+        secret: &str,
+        version: &str,
+        exp: Option<i64>,
+    ) {
+        self.publish(
+            "Microsoft.KeyVault.SecretNewVersionCreated",
+            &format!("/tenants/{tenant}/vaults/{vault}/secrets/{secret}"),
+            serde_json::json!({"VaultName": vault, "ObjectType": "Secret", "ObjectName": secret, "Version": version, "EXP": exp}),
+        );
+    }
+}
+
+/// The subject of a binding's events.
+fn binding_subject(tenant: &str, binding: &str) -> String {
+    format!("/tenants/{tenant}/rotation/bindings/{binding}")
 }
 
 /// Counters the server exports as metrics.
@@ -671,7 +699,7 @@ impl Engine {
                     .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
                 self.events.publish(
                     "Lockstep.RotationSucceeded",
-                    &format!("bindings/{}", binding.name),
+                    &binding_subject(&binding.tenant_id, &binding.name),
                     serde_json::json!({
                         "binding": binding.name,
                         "runId": run.id,
@@ -749,9 +777,13 @@ impl Engine {
             }
             _ => {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                let tenant = binding
+                    .as_ref()
+                    .map(|b| b.tenant_id.clone())
+                    .unwrap_or_default();
                 self.events.publish(
                     "Lockstep.RotationFailed",
-                    &format!("bindings/{}", run.binding),
+                    &binding_subject(&tenant, &run.binding),
                     serde_json::json!({"binding": run.binding, "runId": run.id, "error": message}),
                 );
                 tracing::warn!(binding = %run.binding, run = %run.id, error = %message, "rotation failed; the current credential is unchanged");
@@ -954,14 +986,12 @@ impl Engine {
             }
             run.step("finish").detail = serde_json::json!({ "current": version });
             self.done(run, "finish", StepState::Done)?;
-            self.events.publish(
-                "Microsoft.KeyVault.SecretNewVersionCreated",
+            self.events.secret_version_created(
+                &b.tenant_id,
+                vault,
                 secret,
-                serde_json::json!({
-                    "Id": format!("{vault}/secrets/{secret}/{version}"),
-                    "VaultName": vault, "ObjectType": "Secret", "ObjectName": secret,
-                    "Version": version, "NBF": null, "EXP": cred.end,
-                }),
+                &version,
+                Some(cred.end),
             );
         }
 
@@ -1246,6 +1276,11 @@ impl Engine {
     /// Pending revocations (for status).
     pub fn pending_revocations(&self) -> Result<Vec<RevocationRow>, RotationError> {
         Ok(self.store.revocations_pending()?)
+    }
+
+    /// Where events go.
+    pub(crate) fn events(&self) -> &Arc<dyn EventSink> {
+        &self.events
     }
 
     /// The services the status report reads.

@@ -9,6 +9,7 @@ mod audit;
 mod auth;
 mod backup;
 mod cli;
+mod events;
 mod management;
 mod paging;
 mod persistence;

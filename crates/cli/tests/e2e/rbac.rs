@@ -458,6 +458,35 @@ async fn operation(admin: &Admin<'_>, action: &str, i: usize) -> Operation {
                 None,
             )
         }
+        "Lockstep/subscriptions/read" => op(
+            Api::Management,
+            Method::GET,
+            admin.api("/lockstep/v1/subscriptions"),
+            None,
+        ),
+        "Lockstep/subscriptions/write" => op(
+            Api::Management,
+            Method::POST,
+            admin.api("/lockstep/v1/subscriptions"),
+            Some(json!({"endpoint": format!("https://127.0.0.1:1/w{i}")})),
+        ),
+        "Lockstep/subscriptions/delete" => {
+            let sub = admin
+                .ok(
+                    Method::POST,
+                    &admin.api("/lockstep/v1/subscriptions"),
+                    &admin.mgmt,
+                    Some(json!({"endpoint": format!("https://127.0.0.1:1/d{i}")})),
+                )
+                .await;
+            let id = sub["id"].as_str().unwrap();
+            op(
+                Api::Management,
+                Method::DELETE,
+                admin.api(&format!("/lockstep/v1/subscriptions/{id}")),
+                None,
+            )
+        }
         "Lockstep/audit/read" => op(
             Api::Management,
             Method::GET,

@@ -11,8 +11,9 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use lockstep_events::EventType;
 use lockstep_identity::{actions, Principal, Scope};
-use lockstep_vault::{Page, PageMarker, SecretUpdate, SetSecret, VaultRef};
+use lockstep_vault::{Page, PageMarker, SecretUpdate, SecretVersion, SetSecret, VaultRef};
 use serde::Serialize;
 use zeroize::{Zeroize, Zeroizing};
 
@@ -297,7 +298,9 @@ async fn set(mut call: Call, name: &str) -> Result<Response, KvError> {
     let vault = call.vault.clone();
     let name = name.to_owned();
     let secret = run_blocking(call.state.clone(), move |s| {
-        s.vaults.set(&vault, &name, input)
+        let secret = s.vaults.set(&vault, &name, input)?;
+        publish_new_version(s, &vault, &secret.meta);
+        Ok(secret)
     })
     .await?;
     call.event(
@@ -310,6 +313,24 @@ async fn set(mut call: Call, name: &str) -> Result<Response, KvError> {
         &secret.meta,
         Some(&secret.value),
     ))
+}
+
+/// Publishes `Microsoft.KeyVault.SecretNewVersionCreated` for a stored
+/// version. The version is stored whatever happens here, so a failure is
+/// logged, not returned.
+fn publish_new_version(state: &Shared, vault: &VaultRef, meta: &SecretVersion) {
+    let published = state.events.publish_secret(
+        EventType::SecretNewVersionCreated,
+        &vault.tenant_id,
+        &vault.name,
+        &meta.name,
+        &meta.version,
+        meta.attributes.nbf,
+        meta.attributes.exp,
+    );
+    if let Err(e) = published {
+        tracing::warn!(vault = %vault.name, secret = %meta.name, error = %e, "cannot publish SecretNewVersionCreated");
+    }
 }
 
 async fn get(call: Call, name: &str, version: Option<&str>) -> Result<Response, KvError> {

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod roles;
 pub mod rotation;
+pub mod subscriptions;
 pub mod users;
 
 use axum::extract::{Path, State};
