@@ -627,6 +627,9 @@ impl Engine {
             // Nobody is executing it: clean up here.
             let mut run = run;
             self.abandon(&mut run, RunState::Cancelled, "cancelled by a user".into());
+            if run.trigger == "schedule" {
+                self.back_off(&run.binding);
+            }
         }
         self.load(id)
     }
@@ -719,7 +722,9 @@ impl Engine {
                     RunState::Failed
                 };
                 self.abandon(&mut run, state, message);
-                if state == RunState::Failed && run.trigger == "schedule" {
+                // A scheduled run that failed or was cancelled is not
+                // restarted at the next tick: the binding backs off.
+                if run.trigger == "schedule" {
                     self.back_off(&binding.name);
                 }
             }

@@ -15,6 +15,7 @@ mod paging;
 mod persistence;
 mod rbac;
 mod rotation;
+mod seed;
 mod startup;
 mod token_endpoint;
 mod users;
