@@ -64,7 +64,8 @@ pub async fn run(args: ConnectArgs, command: RoleCommand) -> CliResult<()> {
                 )
                 .await?;
             if args.json {
-                return Ok(output::json(&v));
+                output::json(&v);
+                return Ok(());
             }
             let rows = v["value"]
                 .as_array()
@@ -89,7 +90,8 @@ pub async fn run(args: ConnectArgs, command: RoleCommand) -> CliResult<()> {
                 )
                 .await?;
             if args.json {
-                return Ok(output::json(&v));
+                output::json(&v);
+                return Ok(());
             }
             println!(
                 "Assigned {} to {} at {} (assignment {})",
@@ -110,7 +112,8 @@ pub async fn run(args: ConnectArgs, command: RoleCommand) -> CliResult<()> {
                 .expect(RESOURCE, Method::GET, url.as_str(), None)
                 .await?;
             if args.json {
-                return Ok(output::json(&v));
+                output::json(&v);
+                return Ok(());
             }
             let rows = v["value"]
                 .as_array()
@@ -137,7 +140,8 @@ pub async fn run(args: ConnectArgs, command: RoleCommand) -> CliResult<()> {
             )
             .await?;
             if args.json {
-                return Ok(output::json(&json!({ "removed": id })));
+                output::json(&json!({ "removed": id }));
+                return Ok(());
             }
             println!("Removed role assignment {id}");
         }
@@ -153,7 +157,8 @@ pub async fn run_keys(args: ConnectArgs, command: KeysCommand) -> CliResult<()> 
             let url = format!("{}/lockstep/v1/keys/rotate-signing", conn.server());
             let v = conn.expect(RESOURCE, Method::POST, &url, None).await?;
             if args.json {
-                return Ok(output::json(&v));
+                output::json(&v);
+                return Ok(());
             }
             println!(
                 "Published signing key {}; it signs from {} (the previous key stays published until its tokens expire)",
