@@ -148,6 +148,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         metrics: crate::metrics::Metrics::new(),
         token_limits: Default::default(),
         clock: clock.clone(),
+        stopping: tokio::sync::watch::Sender::new(false),
     });
     let app = crate::routes::app(state.clone());
 
@@ -233,6 +234,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     }
     purger.abort();
     drop(listener);
+    state.stopping.send_replace(true);
     tracing::info!("shutting down: draining connections");
     if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
         .await

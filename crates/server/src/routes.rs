@@ -117,12 +117,17 @@ async fn request_id(State(state): State<Shared>, req: Request, next: Next) -> Re
 }
 
 async fn metrics(State(state): State<Shared>) -> Response {
+    let mut text = state.metrics.render();
+    text.push_str(&format!(
+        "# HELP lockstep_watched_secrets Secrets with at least one waiting watch request.\n# TYPE lockstep_watched_secrets gauge\nlockstep_watched_secrets {}\n",
+        state.vaults.watched_secrets()
+    ));
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        state.metrics.render(),
+        text,
     )
         .into_response()
 }

@@ -31,6 +31,10 @@ pub struct AppState {
     pub token_limits: TokenLimits,
     /// The clock.
     pub clock: SharedClock,
+    /// Becomes `true` when the server starts shutting down, so that
+    /// long-polling requests (secret watches) end at once instead of holding
+    /// the drain open.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// State as handlers receive it.
