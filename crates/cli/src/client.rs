@@ -77,9 +77,21 @@ fn read_bootstrap(dir: &std::path::Path) -> Option<BootstrapAdmin> {
     serde_json::from_str(&text).ok()
 }
 
-impl Connection {
-    /// Connects as described by `args`.
-    pub async fn open(args: &ConnectArgs) -> CliResult<Self> {
+/// Where the server is and who to be, resolved from flags, environment and
+/// the bootstrap file.
+struct Target {
+    server: String,
+    host: String,
+    port: u16,
+    tenant: String,
+    client_id: String,
+    client_secret: Zeroizing<String>,
+    vault_suffix: String,
+    ca: Option<PathBuf>,
+}
+
+impl Target {
+    fn resolve(args: &ConnectArgs) -> CliResult<Self> {
         let boot = read_bootstrap(&args.data_dir);
         let server = args
             .server
@@ -134,21 +146,78 @@ impl Connection {
             let p = args.data_dir.join("tls").join("ca.pem");
             p.exists().then_some(p)
         });
-        // Vault hosts are `{vault}.{suffix}`; send them to the server's own
-        // address so that no DNS entry is needed.
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map(|it| it.collect())
-            .unwrap_or_default();
-        let http = build_client(ca.as_deref(), &vault_suffix, &addrs)?;
         Ok(Self {
-            http,
             server,
+            host,
             port,
             tenant,
             client_id,
             client_secret,
             vault_suffix,
+            ca,
+        })
+    }
+
+    /// The server's addresses (vault hosts are sent there, so that no DNS
+    /// entry is needed).
+    async fn addresses(&self) -> Vec<SocketAddr> {
+        tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await
+            .map(|it| it.collect())
+            .unwrap_or_default()
+    }
+
+    fn vault_url(&self, vault: &str) -> String {
+        format!(
+            "https://{}.{}:{}",
+            vault.to_ascii_lowercase(),
+            self.vault_suffix,
+            self.port
+        )
+    }
+}
+
+/// A [`lockstep_client::Config`] for reading secrets of `vault`, with the
+/// same server, credentials and CA as every other client command.
+pub async fn consumer_config(
+    args: &ConnectArgs,
+    vault: &str,
+) -> CliResult<lockstep_client::Config> {
+    let t = Target::resolve(args)?;
+    let addrs = t.addresses().await;
+    let mut config = lockstep_client::Config::new(
+        t.server.clone(),
+        t.tenant.clone(),
+        t.client_id.clone(),
+        t.client_secret.as_str(),
+        t.vault_url(vault),
+    );
+    config.vault_resource = Some(format!("https://{}", t.vault_suffix));
+    if let Some(ca) = &t.ca {
+        let pem = std::fs::read(ca)
+            .map_err(|e| format!("cannot read CA certificate {}: {e}", ca.display()))?;
+        config = config.with_ca_pem(pem);
+    }
+    if let Some(addr) = addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()) {
+        config = config.with_resolve_to(addr.ip());
+    }
+    Ok(config)
+}
+
+impl Connection {
+    /// Connects as described by `args`.
+    pub async fn open(args: &ConnectArgs) -> CliResult<Self> {
+        let t = Target::resolve(args)?;
+        let addrs = t.addresses().await;
+        let http = build_client(t.ca.as_deref(), &t.vault_suffix, &addrs)?;
+        Ok(Self {
+            http,
+            server: t.server,
+            port: t.port,
+            tenant: t.tenant,
+            client_id: t.client_id,
+            client_secret: t.client_secret,
+            vault_suffix: t.vault_suffix,
             graph_resource: args.graph_resource.clone(),
         })
     }

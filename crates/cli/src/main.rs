@@ -1,6 +1,7 @@
 //! `lockstep`: the server (`lockstep serve`) and the client commands that
 //! talk to a running server.
 
+mod agent;
 mod app;
 mod client;
 mod output;
@@ -60,6 +61,15 @@ enum Command {
         #[command(subcommand)]
         command: secret::SecretCommand,
     },
+    /// Keep a secret fresh in a file and/or on a Unix socket, and run a
+    /// command when it changes (a sidecar for programs that cannot use the
+    /// client library).
+    Agent {
+        #[command(flatten)]
+        conn: client::ConnectArgs,
+        #[command(flatten)]
+        args: agent::AgentArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -82,6 +92,7 @@ fn main() -> ExitCode {
             Command::App { conn, command } => app::run(conn, command).await,
             Command::Role { conn, command } => role::run(conn, command).await,
             Command::Keys { conn, command } => role::run_keys(conn, command).await,
+            Command::Agent { conn, args } => agent::run(conn, args).await,
         }
     });
     match result {
