@@ -1,6 +1,7 @@
 //! `lockstep`: the server (`lockstep serve`) and the client commands that
 //! talk to a running server.
 
+mod agent;
 mod app;
 mod audit;
 mod client;
@@ -133,6 +134,15 @@ enum Command {
         #[command(subcommand)]
         command: subscription::SubscriptionCommand,
     },
+    /// Keep a secret fresh in a file and/or on a Unix socket, and run a
+    /// command when it changes (a sidecar for programs that cannot use the
+    /// client library).
+    Agent {
+        #[command(flatten)]
+        conn: client::ConnectArgs,
+        #[command(flatten)]
+        args: agent::AgentArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -170,6 +180,7 @@ fn main() -> ExitCode {
             Command::Logout { conn } => login::logout(&conn),
             Command::User { conn, command } => user::run(conn, command).await,
             Command::Subscription { conn, command } => subscription::run(conn, command).await,
+            Command::Agent { conn, args } => agent::run(conn, args).await,
         }
     });
     match result {

@@ -188,6 +188,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         users: Users::new(opened.store.clone(), clock.clone()),
         default_tenant: installation.tenant_id.clone(),
         events: events.clone(),
+        stopping: tokio::sync::watch::Sender::new(false),
     });
     if config.dev_time_shift {
         tracing::warn!(
@@ -307,6 +308,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     deliveries.abort();
     expiry_scan.abort();
     drop(listener);
+    state.stopping.send_replace(true);
     tracing::info!("shutting down: draining connections");
     if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
         .await

@@ -203,6 +203,10 @@ async fn metrics(State(state): State<Shared>) -> Response {
     let mut text = state.metrics.render();
     text.push_str(&rotation);
     text.push_str(&crate::metrics::render_events(&state.events.stats()));
+    text.push_str(&format!(
+        "# HELP lockstep_watched_secrets Secrets with at least one waiting watch request.\n# TYPE lockstep_watched_secrets gauge\nlockstep_watched_secrets {}\n",
+        state.vaults.watched_secrets()
+    ));
     (
         [(
             axum::http::header::CONTENT_TYPE,

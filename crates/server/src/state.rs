@@ -47,6 +47,10 @@ pub struct AppState {
     pub default_tenant: String,
     /// Events and webhook subscriptions.
     pub events: Arc<Events>,
+    /// Becomes `true` when the server starts shutting down, so that
+    /// long-polling requests (secret watches) end at once instead of holding
+    /// the drain open.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// State as handlers receive it.
