@@ -19,6 +19,7 @@ mod persistence;
 mod rbac;
 mod rotation;
 mod seed;
+mod soak;
 mod startup;
 mod token_endpoint;
 mod users;
