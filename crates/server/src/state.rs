@@ -64,6 +64,10 @@ pub struct TokenLimits {
     pub per_address: crate::ratelimit::RateLimiter,
     /// Failed secrets for one application.
     pub failures_per_app: crate::ratelimit::RateLimiter,
+    /// Sign-in requests from one address.
+    pub login_per_address: crate::ratelimit::RateLimiter,
+    /// Failed passwords from one address for one user name.
+    pub login_failures: crate::ratelimit::RateLimiter,
 }
 
 impl Default for TokenLimits {
@@ -71,6 +75,8 @@ impl Default for TokenLimits {
         Self {
             per_address: crate::ratelimit::RateLimiter::new(1_000.0, 2_000.0),
             failures_per_app: crate::ratelimit::RateLimiter::new(10.0 / 60.0, 10.0),
+            login_per_address: crate::ratelimit::RateLimiter::new(20.0, 40.0),
+            login_failures: crate::ratelimit::RateLimiter::new(5.0 / 60.0, 10.0),
         }
     }
 }

@@ -151,8 +151,36 @@ pub struct LoginRequest {
 /// password and receives an access token (`idtyp: "user"`) for `resource`.
 /// An unknown user and a wrong password get the same 401; a disabled user
 /// gets 401 `UserDisabled`. No attempted name or password is logged.
-pub async fn login(State(state): State<Shared>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn login(
+    State(state): State<Shared>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    audit: AuditHandle,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let address = peer.ip().to_string();
+    let throttled = |retry: u64| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            format!("Too many sign-in attempts; retry after {retry} seconds."),
+        )
+    };
+    if let Err(retry) = state.token_limits.login_per_address.check(&address) {
+        state
+            .metrics
+            .inc("lockstep_login_requests_total", &[("result", "throttled")]);
+        return Err(throttled(retry));
+    }
     let input: LoginRequest = parse_body(body)?;
+    // Failed passwords are limited per address and user name, so that an
+    // attacker elsewhere cannot lock the real user out.
+    let failure_key = format!("{address}/{}", input.username.to_ascii_lowercase());
+    if !state.token_limits.login_failures.would_allow(&failure_key) {
+        state
+            .metrics
+            .inc("lockstep_login_requests_total", &[("result", "throttled")]);
+        return Err(throttled(60));
+    }
     let tenant = input
         .tenant
         .as_deref()
@@ -171,9 +199,27 @@ pub async fn login(State(state): State<Shared>, body: Bytes) -> Result<Response,
         Ok(user) => user,
         Err(e) => {
             tracing::info!(code = e.code, "user sign-in refused");
+            state
+                .metrics
+                .inc("lockstep_login_requests_total", &[("result", "refused")]);
+            if state
+                .token_limits
+                .login_failures
+                .check(&failure_key)
+                .is_err()
+            {
+                state.metrics.inc("lockstep_login_lockouts_total", &[]);
+                audit.event(
+                    "RepeatedFailedSignIns",
+                    format!("/users/{}", failure_key.rsplit('/').next().unwrap_or("")),
+                );
+            }
             return Err(e);
         }
     };
+    state
+        .metrics
+        .inc("lockstep_login_requests_total", &[("result", "signed_in")]);
     let issued = state
         .tokens
         .user_token(&user, &resource)

@@ -138,7 +138,7 @@ pub async fn token(
             .tokens
             .client_credentials(&tenant, &client_id, &secret, &scope)
     })();
-    let result = result.map_err(|e| failed_secret(&state, e, &address));
+    let result = result.map_err(|e| failed_secret(&state, &audit, e, &address));
     let outcome = match &result {
         Ok(_) => "issued",
         Err(TokenError::Throttled(_)) => "throttled",
@@ -174,7 +174,7 @@ pub async fn token(
 /// failure is answered with 429 and raises one alert per window. The right
 /// secret is never refused on these grounds, so an attacker cannot lock a
 /// legitimate client out.
-fn failed_secret(state: &Shared, e: TokenError, address: &str) -> TokenError {
+fn failed_secret(state: &Shared, audit: &AuditHandle, e: TokenError, address: &str) -> TokenError {
     let app = match &e {
         TokenError::InvalidSecret(app) | TokenError::ExpiredSecret(app) => app.clone(),
         _ => return e,
@@ -188,6 +188,10 @@ fn failed_secret(state: &Shared, e: TokenError, address: &str) -> TokenError {
                     .metrics
                     .inc("lockstep_token_bad_secret_alerts_total", &[]);
                 tracing::warn!(app_id = %app, %address, "repeated bad client secrets for this application");
+                audit.event(
+                    "RepeatedBadClientSecrets",
+                    format!("/applications(appId={app})"),
+                );
             }
             TokenError::Throttled(retry)
         }
