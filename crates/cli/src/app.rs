@@ -172,7 +172,8 @@ pub async fn run(args: ConnectArgs, command: AppCommand) -> CliResult<()> {
                 )
                 .await?;
             if json_out {
-                return Ok(output::json(&v));
+                output::json(&v);
+                return Ok(());
             }
             println!(
                 "Registered {} (application id {}, object id {})",
@@ -198,7 +199,8 @@ pub async fn run(args: ConnectArgs, command: AppCommand) -> CliResult<()> {
                 next = page["@odata.nextLink"].as_str().map(str::to_owned);
             }
             if json_out {
-                return Ok(output::json(&Value::Array(apps)));
+                output::json(&Value::Array(apps));
+                return Ok(());
             }
             let rows = apps
                 .iter()
@@ -219,7 +221,8 @@ pub async fn run(args: ConnectArgs, command: AppCommand) -> CliResult<()> {
         AppCommand::Show { app } => {
             let v = graph.find(&app).await?;
             if json_out {
-                return Ok(output::json(&v));
+                output::json(&v);
+                return Ok(());
             }
             output::fields(vec![
                 ("Name", output::text(&v["displayName"])),
@@ -236,7 +239,8 @@ pub async fn run(args: ConnectArgs, command: AppCommand) -> CliResult<()> {
                 .send(Method::DELETE, &format!("applications/{id}"), None)
                 .await?;
             if json_out {
-                return Ok(output::json(&json!({ "deleted": id })));
+                output::json(&json!({ "deleted": id }));
+                return Ok(());
             }
             println!("Deleted {} ({id})", output::text(&v["displayName"]));
         }
@@ -267,7 +271,8 @@ pub async fn run(args: ConnectArgs, command: AppCommand) -> CliResult<()> {
                 .await?;
             eprintln!("The secret's value is shown now and never again: store it (for example in a vault) before you continue.");
             if json_out {
-                return Ok(output::json(&created));
+                output::json(&created);
+                return Ok(());
             }
             output::fields(vec![
                 ("Name", output::text(&created["displayName"])),
@@ -280,7 +285,8 @@ pub async fn run(args: ConnectArgs, command: AppCommand) -> CliResult<()> {
         AppCommand::Secret(SecretCommand::List { app }) => {
             let v = graph.find(&app).await?;
             if json_out {
-                return Ok(output::json(&v["passwordCredentials"]));
+                output::json(&v["passwordCredentials"]);
+                return Ok(());
             }
             print_secrets(&v);
         }
@@ -295,7 +301,8 @@ pub async fn run(args: ConnectArgs, command: AppCommand) -> CliResult<()> {
                 )
                 .await?;
             if json_out {
-                return Ok(output::json(&json!({ "revoked": key_id })));
+                output::json(&json!({ "revoked": key_id }));
+                return Ok(());
             }
             println!(
                 "Revoked client secret {key_id} of {}: it no longer works",
@@ -307,7 +314,8 @@ pub async fn run(args: ConnectArgs, command: AppCommand) -> CliResult<()> {
                 .send(Method::GET, "policies/defaultAppManagementPolicy", None)
                 .await?;
             if json_out {
-                return Ok(output::json(&v));
+                output::json(&v);
+                return Ok(());
             }
             let lifetime = v["applicationRestrictions"]["passwordCredentials"]
                 .as_array()
@@ -339,7 +347,8 @@ pub async fn run(args: ConnectArgs, command: AppCommand) -> CliResult<()> {
                 )
                 .await?;
             if json_out {
-                return Ok(output::json(&body));
+                output::json(&body);
+                return Ok(());
             }
             println!("Updated the app-management policy");
         }

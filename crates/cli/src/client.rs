@@ -93,6 +93,13 @@ enum Identity {
     Anonymous,
 }
 
+impl ConnectArgs {
+    /// The data directory (for files read offline, such as the audit log).
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+}
+
 /// An authenticated connection to a server.
 pub struct Connection {
     http: reqwest::Client,

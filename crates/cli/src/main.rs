@@ -2,6 +2,7 @@
 //! talk to a running server.
 
 mod app;
+mod audit;
 mod client;
 mod login;
 mod output;
@@ -98,6 +99,13 @@ enum Command {
         #[command(subcommand)]
         command: secret::SecretCommand,
     },
+    /// Verify and search the audit log.
+    Audit {
+        #[command(flatten)]
+        conn: client::ConnectArgs,
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
     /// Sign in as a user (password on standard input); later commands act as that user.
     Login {
         #[command(flatten)]
@@ -149,6 +157,7 @@ fn main() -> ExitCode {
             Command::Dev { conn, command } => rotation::dev(conn, command).await,
             Command::Role { conn, command } => role::run(conn, command).await,
             Command::Keys { conn, command } => role::run_keys(conn, command).await,
+            Command::Audit { conn, command } => audit::run(conn, command).await,
             Command::Login { conn, args } => login::run(conn, args).await,
             Command::Logout { conn } => login::logout(&conn),
             Command::User { conn, command } => user::run(conn, command).await,

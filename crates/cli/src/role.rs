@@ -65,7 +65,8 @@ pub async fn run(args: ConnectArgs, command: RoleCommand) -> CliResult<()> {
                 )
                 .await?;
             if args.json {
-                return Ok(output::json(&v));
+                output::json(&v);
+                return Ok(());
             }
             let rows = v["value"]
                 .as_array()
@@ -90,7 +91,8 @@ pub async fn run(args: ConnectArgs, command: RoleCommand) -> CliResult<()> {
                 )
                 .await?;
             if args.json {
-                return Ok(output::json(&v));
+                output::json(&v);
+                return Ok(());
             }
             println!(
                 "Assigned {} to {} at {} (assignment {})",
@@ -111,7 +113,8 @@ pub async fn run(args: ConnectArgs, command: RoleCommand) -> CliResult<()> {
                 .expect(RESOURCE, Method::GET, url.as_str(), None)
                 .await?;
             if args.json {
-                return Ok(output::json(&v));
+                output::json(&v);
+                return Ok(());
             }
             let rows = v["value"]
                 .as_array()
@@ -138,7 +141,8 @@ pub async fn run(args: ConnectArgs, command: RoleCommand) -> CliResult<()> {
             )
             .await?;
             if args.json {
-                return Ok(output::json(&json!({ "removed": id })));
+                output::json(&json!({ "removed": id }));
+                return Ok(());
             }
             println!("Removed role assignment {id}");
         }
@@ -154,7 +158,8 @@ pub async fn run_keys(args: ConnectArgs, command: KeysCommand) -> CliResult<()> 
             let url = format!("{}/lockstep/v1/keys/rotate-signing", conn.server());
             let v = conn.expect(RESOURCE, Method::POST, &url, None).await?;
             if args.json {
-                return Ok(output::json(&v));
+                output::json(&v);
+                return Ok(());
             }
             println!(
                 "Published signing key {}; it signs from {} (the previous key stays published until its tokens expire)",

@@ -15,6 +15,7 @@ const RESOURCE: &str = "api://lockstep";
 
 /// Rotation binding and run commands.
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum RotationCommand {
     /// Bind an app registration's client secret to a vault secret.
     Bind {

@@ -106,10 +106,13 @@ pub mod actions {
         ROTATION_WRITE,
         ROTATION_ROTATE,
         DEV_TIME_SHIFT,
+        AUDIT_READ,
         USER_READ,
         USER_WRITE,
         USER_DELETE,
     ];
+    /// Query and verify the audit log.
+    pub const AUDIT_READ: &str = "Lockstep/audit/read";
 }
 
 /// A built-in role: a name and the actions it grants (`*` = all,
@@ -180,6 +183,7 @@ pub const BUILTIN_ROLES: &[RoleDefinition] = &[
             actions::APP_POLICY_READ,
             actions::ROLE_ASSIGNMENT_READ,
             actions::ROTATION_READ,
+            actions::AUDIT_READ,
             actions::USER_READ,
         ],
         not_actions: &[],
@@ -506,6 +510,9 @@ mod tests {
         assert!(!grants("Key Vault Secrets User", actions::SECRET_SET));
         assert!(grants("Key Vault Secrets Officer", actions::SECRET_PURGE));
         assert!(!grants("Key Vault Secrets Officer", actions::VAULT_WRITE));
+        assert!(grants("Owner", actions::AUDIT_READ));
+        assert!(!grants("Key Vault Secrets Officer", actions::AUDIT_READ));
+        assert!(!grants("Key Vault Secrets User", actions::AUDIT_READ));
         assert!(!grants("Nobody", actions::SECRET_GET));
         // not_actions are honoured by the check itself, not only by the table.
         assert!(grants("Contributor", actions::VAULT_WRITE));

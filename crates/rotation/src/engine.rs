@@ -947,7 +947,7 @@ impl Engine {
             self.done(run, "finish", StepState::Done)?;
             self.events.publish(
                 "Microsoft.KeyVault.SecretNewVersionCreated",
-                &format!("{secret}"),
+                secret,
                 serde_json::json!({
                     "Id": format!("{vault}/secrets/{secret}/{version}"),
                     "VaultName": vault, "ObjectType": "Secret", "ObjectName": secret,

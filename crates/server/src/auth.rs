@@ -1,11 +1,14 @@
-//! Bearer-token authentication shared by every API. Each API turns an
-//! [`AuthFailure`] into its own 401 shape.
+//! Bearer-token authentication and the authorization check shared by every
+//! API. Each API turns an [`AuthFailure`] into its own 401 shape and a
+//! [`Refusal`] into its own 403 (or 500). Both record what they decided in
+//! the request's [`AuditHandle`].
 
 use std::sync::Arc;
 
 use axum::http::HeaderMap;
-use lockstep_identity::{Claims, Principal, PrincipalKind, VerifyError};
+use lockstep_identity::{Claims, Denied, Principal, PrincipalKind, Scope, VerifyError};
 
+use crate::audit::AuditHandle;
 use crate::state::AppState;
 
 /// Why a request is not authenticated.
@@ -30,11 +33,13 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Verifies the request's token for one of `audiences`.
+/// Verifies the request's token for one of `audiences`, and records the
+/// principal in the request's audit context.
 pub fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     audiences: &[String],
+    audit: &AuditHandle,
 ) -> Result<(Principal, Arc<Claims>), AuthFailure> {
     let token = bearer(headers).ok_or(AuthFailure::Missing)?;
     let mut last = VerifyError::WrongAudience;
@@ -42,6 +47,7 @@ pub fn authenticate(
         match state.tokens.verify(token, aud) {
             Ok(claims) => {
                 let principal = claims.principal();
+                audit.authenticated(&principal);
                 if principal.kind == PrincipalKind::User {
                     user_still_active(state, &principal)?;
                 }
@@ -69,4 +75,34 @@ fn user_still_active(state: &AppState, principal: &Principal) -> Result<(), Auth
             Err(AuthFailure::Invalid(VerifyError::UserDisabled))
         }
     }
+}
+
+/// Why [`authorize`] refused.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The principal may not perform the action (403).
+    Denied(Denied),
+    /// Allowed, but the intent record of this state-changing request could
+    /// not be written (already logged), so it must not be performed (500).
+    Unaudited,
+}
+
+/// The one authorization check: may `principal` perform `action` at
+/// `scope`? Records the action, scope and decision in the audit context,
+/// and for a state-changing request writes its intent record before the
+/// handler makes the change.
+pub fn authorize(
+    state: &AppState,
+    audit: &AuditHandle,
+    principal: &Principal,
+    action: &str,
+    scope: &Scope,
+) -> Result<(), Refusal> {
+    let decision = state.authz.check(principal, action, scope);
+    audit.checked(action, scope.as_str(), decision.is_ok());
+    decision.map_err(Refusal::Denied)?;
+    audit.intent(&state.audit).map_err(|e| {
+        crate::audit::report(&e, &audit.request_id());
+        Refusal::Unaudited
+    })
 }

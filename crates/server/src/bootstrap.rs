@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use lockstep_audit::{AuditLog, AUDIT_FILE};
 use lockstep_core::SharedClock;
 use lockstep_crypto::{Kek, KeyringError, MasterKey};
 use lockstep_identity::{Authorizer, Directory, Scope};
@@ -142,6 +143,27 @@ pub fn open(dir: &Path, master_from_env: Option<&str>) -> Result<Opened, ServeEr
         kek: Arc::new(kek),
         master,
     })
+}
+
+/// Opens `<data-dir>/audit.log` and continues its chain. An incomplete last
+/// record (a crash during a write) is moved aside and reported; a log whose
+/// last record is invalid stops the server (see docs/audit.md).
+pub fn open_audit(dir: &Path, clock: SharedClock) -> Result<AuditLog, ServeError> {
+    let path = dir.join(AUDIT_FILE);
+    let (log, report) =
+        AuditLog::open(&path, clock).map_err(|e| ServeError::Audit(e.to_string()))?;
+    if let Some(torn) = &report.torn_tail {
+        tracing::warn!(
+            bytes = torn.bytes,
+            saved_to = %torn.saved_to.display(),
+            "the audit log ended with an incomplete record (a crash during a write); \
+             it was moved aside, recorded, and the chain continues"
+        );
+    }
+    if report.narrowed_permissions {
+        tracing::warn!(path = %path.display(), "the audit log was readable by others; its mode is now 0600");
+    }
+    Ok(log)
 }
 
 #[derive(Serialize, Deserialize)]

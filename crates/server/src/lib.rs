@@ -3,6 +3,7 @@
 //! data directory. Domain logic lives in the `vault` and `identity` crates;
 //! this crate only translates between HTTP and them.
 
+mod audit;
 mod auth;
 mod bootstrap;
 pub mod config;

@@ -10,9 +10,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use lockstep_audit::{AuditLog, Durability, Entry};
 use lockstep_core::{SharedClock, SystemClock};
 use lockstep_crypto::hash::SecretHasher;
-use lockstep_identity::{Authorizer, Directory, TokenService, Users};
+use lockstep_identity::{Authorizer, Directory, Scope, TokenService, Users};
 use lockstep_vault::Vaults;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -47,7 +48,13 @@ pub enum ServeError {
     /// Identity could not start.
     #[error("identity: {0}")]
     Identity(String),
+    /// The audit log cannot be opened or written.
+    #[error("{0}")]
+    Audit(String),
 }
+
+/// How often audit records are fsync'd (they reach the OS at once).
+const AUDIT_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Runs the server until it is told to stop.
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
@@ -57,6 +64,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         &config.data_dir,
         config.master_key.as_ref().map(|k| k.as_str()),
     )?;
+    let audit = Arc::new(bootstrap::open_audit(&config.data_dir, clock.clone())?);
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -167,6 +175,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         dev_clock: config.dev_time_shift.then(|| system_clock.clone()),
         engine,
         wake_scheduler: tokio::sync::Notify::new(),
+        audit: audit.clone(),
         users: Users::new(opened.store.clone(), clock.clone()),
         default_tenant: installation.tenant_id.clone(),
     });
@@ -175,6 +184,18 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             "development mode: the clock can be moved forward through /lockstep/v1/dev/time-shift"
         );
     }
+    let mut started = vec![Entry::system("ServerStarted", &authority)];
+    if first_start {
+        let mut e = Entry::system(
+            "Bootstrapped",
+            Scope::tenant(&installation.tenant_id).as_str(),
+        );
+        e.tenant = installation.tenant_id.clone();
+        started.push(e);
+    }
+    audit
+        .append(&started, Durability::Synced)
+        .map_err(|e| ServeError::Audit(e.to_string()))?;
     let app = crate::routes::app(state.clone());
 
     if first_start {
@@ -197,6 +218,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     let _ = std::io::stdout().flush();
     tracing::info!(%local, "listening");
 
+    let syncer = tokio::spawn(sync_audit(audit.clone()));
     let purge_state = state.clone();
     let purger = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
@@ -204,10 +226,19 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             tick.tick().await;
             let s = purge_state.clone();
             match tokio::task::spawn_blocking(move || s.vaults.purge_expired()).await {
-                Ok(Ok(n)) if n > 0 => tracing::info!(
-                    purged = n,
-                    "purged deleted secrets past their recovery period"
-                ),
+                Ok(Ok(n)) if n > 0 => {
+                    tracing::info!(
+                        purged = n,
+                        "purged deleted secrets past their recovery period"
+                    );
+                    let event = Entry::system(
+                        "DeletedSecretsPurged",
+                        &format!("{n} deleted secrets past their recovery period"),
+                    );
+                    if let Err(e) = purge_state.audit.append(&[event], Durability::Flushed) {
+                        tracing::error!(error = %e, "cannot record the scheduled purge");
+                    }
+                }
                 Ok(Err(e)) => tracing::warn!(error = %e, "scheduled purge failed"),
                 _ => {}
             }
@@ -269,8 +300,30 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     {
         tracing::warn!("some connections did not close within 10 s");
     }
+    syncer.abort();
+    let stopped = Entry::system("ServerStopped", &authority);
+    if let Err(e) = audit
+        .append(&[stopped], Durability::Synced)
+        .and_then(|_| audit.sync())
+    {
+        tracing::error!(error = %e, "cannot record the shutdown in the audit log");
+    }
     println!("Lockstep stopped.");
     Ok(())
+}
+
+/// Makes audit records durable every [`AUDIT_SYNC_INTERVAL`]. A failed sync
+/// makes the log refuse further records (and so requests) until restart.
+async fn sync_audit(log: Arc<AuditLog>) {
+    let mut tick = tokio::time::interval(AUDIT_SYNC_INTERVAL);
+    loop {
+        tick.tick().await;
+        let l = log.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || l.sync()).await {
+            tracing::error!(error = %e, "audit log sync failed; requests are refused until restart");
+            return;
+        }
+    }
 }
 
 fn absolute(p: &std::path::Path) -> std::path::PathBuf {

@@ -1,13 +1,16 @@
 //! Routing: requests for `{vault}.{vault_suffix}` go to the Key Vault data
 //! plane; everything else to the identity, management and operations routes.
 
-use axum::extract::{Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
+use crate::audit::{unaudited, Api, AuditHandle, RequestId};
 use crate::state::Shared;
 use crate::{graph, keyvault, management, oauth};
 
@@ -82,6 +85,8 @@ pub fn app(state: Shared) -> Router {
             "/lockstep/v1/dev/time-shift",
             post(management::rotation::time_shift),
         )
+        .route("/lockstep/v1/audit", get(management::audit::query))
+        .route("/lockstep/v1/audit/verify", get(management::audit::verify))
         .route("/lockstep/v1/login", post(management::users::login))
         .route(
             "/lockstep/v1/users",
@@ -100,6 +105,7 @@ pub fn app(state: Shared) -> Router {
         .route("/v1.0/{*rest}", axum::routing::any(graph::handle))
         .fallback(management::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), by_host))
+        .layer(middleware::from_fn_with_state(state.clone(), audit))
         .layer(middleware::from_fn_with_state(state.clone(), request_id))
         .with_state(state)
 }
@@ -118,24 +124,29 @@ fn vault_of_host(host: &str, suffix: &str) -> Option<String> {
     (!label.is_empty() && !label.contains('.')).then(|| label.to_owned())
 }
 
-async fn by_host(State(state): State<Shared>, req: Request, next: Next) -> Response {
-    let host = req
-        .headers()
+/// The `Host` (or `:authority`) of a request.
+fn host(req: &Request) -> Option<String> {
+    req.headers()
         .get(axum::http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()));
-    match host.and_then(|h| vault_of_host(&h, &state.vault_suffix)) {
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+}
+
+async fn by_host(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    match host(&req).and_then(|h| vault_of_host(&h, &state.vault_suffix)) {
         Some(vault) => keyvault::handle(state, vault, req).await,
         None => next.run(req).await,
     }
 }
 
 /// Gives every response an `x-ms-request-id` (echoing the client's
-/// `x-ms-client-request-id` as Azure does).
-async fn request_id(State(state): State<Shared>, req: Request, next: Next) -> Response {
+/// `x-ms-client-request-id` as Azure does); the id is also handed to the
+/// audit middleware as a [`RequestId`] extension.
+async fn request_id(State(state): State<Shared>, mut req: Request, next: Next) -> Response {
     let client_id = req.headers().get("x-ms-client-request-id").cloned();
     let id = lockstep_crypto::random::guid();
+    req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let started = std::time::Instant::now();
@@ -181,6 +192,80 @@ async fn metrics(State(state): State<Shared>) -> Response {
         text,
     )
         .into_response()
+}
+
+/// Writes one audit record per request (plus its events) once the response
+/// is known, from what authentication, authorization and the handler put
+/// in the request's [`AuditHandle`]. If the record cannot be written, the
+/// response is replaced by a 500 in the API's error shape: no request
+/// succeeds unaudited. A request abandoned by its client is recorded with
+/// status 499 when its handler is dropped. See docs/audit.md.
+async fn audit(State(state): State<Shared>, mut req: Request, next: Next) -> Response {
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_else(lockstep_crypto::random::guid);
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "-".to_owned(), |c| c.0.to_string());
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let vault = host(&req).and_then(|h| vault_of_host(&h, &state.vault_suffix));
+    let (route, target) = match &vault {
+        Some(v) => (
+            keyvault::route_template(&method, &path).to_owned(),
+            format!("/vaults/{v}{path}"),
+        ),
+        None => (
+            req.extensions()
+                .get::<MatchedPath>()
+                .map_or_else(|| "(no route)".to_owned(), |m| m.as_str().to_owned()),
+            path.clone(),
+        ),
+    };
+    let api = Api::of(vault.is_some(), &path);
+    let handle = AuditHandle::new(
+        &request_id,
+        &client,
+        &method,
+        format!("{method} {route}"),
+        target,
+    );
+    req.extensions_mut().insert(handle.clone());
+    let mut pending = Pending {
+        state: state.clone(),
+        handle: Some(handle.clone()),
+    };
+    let resp = next.run(req).await;
+    pending.handle = None;
+    let status = resp.status();
+    match handle.finish(&state.audit, Some(status)) {
+        Ok(()) => resp,
+        Err(e) => {
+            crate::audit::report(&e, &request_id);
+            let changed = handle.may_have_changed() && status.is_success();
+            unaudited(api, &request_id, changed)
+        }
+    }
+}
+
+/// Records a request whose handler was dropped before it answered (the
+/// client went away).
+struct Pending {
+    state: Shared,
+    handle: Option<AuditHandle>,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            if let Err(e) = h.finish(&self.state.audit, None) {
+                crate::audit::report(&e, &h.request_id());
+            }
+        }
+    }
 }
 
 async fn healthz() -> &'static str {

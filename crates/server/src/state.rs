@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use lockstep_audit::AuditLog;
 use lockstep_core::SharedClock;
 use lockstep_identity::{Authorizer, Directory, TokenService, Users};
 use lockstep_store::Store;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub engine: Arc<lockstep_rotation::Engine>,
     /// Wakes the scheduler (after a manual rotation or a time shift).
     pub wake_scheduler: tokio::sync::Notify,
+    /// The audit log (one record per request; see `routes::audit`).
+    pub audit: Arc<AuditLog>,
     /// Tenant users and their passwords.
     pub users: Users,
     /// The tenant created on first start (sign-in's default).

@@ -16,7 +16,8 @@ use lockstep_identity::{actions, AppPolicy, DirectoryError, Principal, Scope};
 use lockstep_store::{AppRow, CredentialRow};
 use serde_json::{json, Map, Value};
 
-use crate::auth::{authenticate, AuthFailure};
+use crate::audit::AuditHandle;
+use crate::auth::{authenticate, authorize, AuthFailure, Refusal};
 use crate::state::Shared;
 use odata::{iso, parse_filter, parse_iso};
 
@@ -40,6 +41,14 @@ impl GraphError {
 
     fn bad(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "Request_BadRequest", message)
+    }
+
+    fn unaudited() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            crate::audit::NOT_RECORDED,
+        )
     }
 
     fn not_found(what: &str) -> Self {
@@ -100,6 +109,7 @@ impl IntoResponse for GraphError {
 
 struct Call {
     state: Shared,
+    audit: AuditHandle,
     principal: Principal,
     base: String,
     query: Vec<(String, String)>,
@@ -107,19 +117,17 @@ struct Call {
 
 impl Call {
     fn allow(&self, action: &str, scope: Scope) -> Result<(), GraphError> {
-        self.state
-            .authz
-            .check(&self.principal, action, &scope)
-            .map_err(|d| {
-                GraphError::new(
-                    StatusCode::FORBIDDEN,
-                    "Authorization_RequestDenied",
-                    format!(
-                        "Insufficient privileges to complete the operation. Action: '{}'.",
-                        d.action
-                    ),
-                )
-            })
+        authorize(&self.state, &self.audit, &self.principal, action, &scope).map_err(|r| match r {
+            Refusal::Denied(d) => GraphError::new(
+                StatusCode::FORBIDDEN,
+                "Authorization_RequestDenied",
+                format!(
+                    "Insufficient privileges to complete the operation. Action: '{}'.",
+                    d.action
+                ),
+            ),
+            Refusal::Unaudited => GraphError::unaudited(),
+        })
     }
 
     fn tenant(&self) -> Scope {
@@ -159,7 +167,11 @@ pub async fn handle(State(state): State<Shared>, req: Request) -> Response {
         .get("client-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    match serve(state, req).await {
+    let Some(audit) = req.extensions().get::<AuditHandle>().cloned() else {
+        tracing::error!("graph request without an audit context");
+        return GraphError::unaudited().into_response();
+    };
+    match serve(state, audit, req).await {
         Ok(r) => r,
         Err(mut e) => {
             e.client_request_id = client_request_id;
@@ -176,9 +188,9 @@ fn host_base(headers: &HeaderMap, fallback: &str) -> String {
         .unwrap_or_else(|| fallback.to_owned())
 }
 
-async fn serve(state: Shared, req: Request) -> Result<Response, GraphError> {
+async fn serve(state: Shared, audit: AuditHandle, req: Request) -> Result<Response, GraphError> {
     let graph_resource = state.graph_resource.clone();
-    let principal = match authenticate(&state, req.headers(), &[graph_resource]) {
+    let principal = match authenticate(&state, req.headers(), &[graph_resource], &audit) {
         Ok((p, _)) => p,
         Err(f) => {
             let message = match f {
@@ -202,6 +214,7 @@ async fn serve(state: Shared, req: Request) -> Result<Response, GraphError> {
         .map_err(|_| GraphError::bad("The request body is too large or could not be read."))?;
     let call = Call {
         state,
+        audit,
         principal,
         base,
         query,
@@ -350,6 +363,10 @@ fn create_app(call: &Call, body: &Bytes) -> Result<Response, GraphError> {
         .state
         .directory
         .create_app(&call.principal.tenant_id, name)?;
+    call.audit.event(
+        "ApplicationCreated",
+        call.app_scope(&app).as_str().to_owned(),
+    );
     let v = with_context(call, app_json(call, &app)?, "applications/$entity");
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
@@ -389,6 +406,10 @@ fn delete_app(call: &Call, id: &str) -> Result<Response, GraphError> {
     let app = call.app(id)?;
     call.allow(actions::APP_DELETE, call.app_scope(&app))?;
     call.state.directory.delete_app(&app.object_id)?;
+    call.audit.event(
+        "ApplicationDeleted",
+        call.app_scope(&app).as_str().to_owned(),
+    );
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -437,6 +458,10 @@ fn add_password(call: &Call, id: &str, body: &Bytes) -> Result<Response, GraphEr
         .state
         .directory
         .add_password(&app.object_id, display_name, start, end)?;
+    call.audit.event(
+        "CredentialAdded",
+        credential_target(call, &app, &created.credential.key_id),
+    );
     let mut v = password_json(&created.credential, Some(created.secret_text.as_str()));
     v["@odata.context"] = json!(format!(
         "{}/v1.0/$metadata#microsoft.graph.passwordCredential",
@@ -456,7 +481,18 @@ fn remove_password(call: &Call, id: &str, body: &Bytes) -> Result<Response, Grap
     call.state
         .directory
         .remove_password(&app.object_id, key_id)?;
+    call.audit
+        .event("CredentialRemoved", credential_target(call, &app, key_id));
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The audit target of one password credential (its key id, never its value).
+fn credential_target(call: &Call, app: &AppRow, key_id: &str) -> String {
+    format!(
+        "{}/passwordCredentials/{}",
+        call.app_scope(app).as_str(),
+        key_id
+    )
 }
 
 fn list_service_principals(call: &Call) -> Result<Response, GraphError> {

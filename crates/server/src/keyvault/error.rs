@@ -7,7 +7,7 @@ use lockstep_identity::{Denied, VerifyError};
 use lockstep_vault::VaultError;
 use serde_json::json;
 
-use crate::auth::AuthFailure;
+use crate::auth::{AuthFailure, Refusal};
 
 /// A Key Vault error response.
 #[derive(Debug)]
@@ -75,6 +75,27 @@ impl KvError {
             ),
         )
         .inner("ForbiddenByRbac")
+    }
+}
+
+impl KvError {
+    /// 500 when the request's audit record cannot be written.
+    pub fn unaudited() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            crate::audit::NOT_RECORDED,
+        )
+        .inner("AuditLogUnavailable")
+    }
+}
+
+impl From<Refusal> for KvError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Denied(d) => Self::denied(&d),
+            Refusal::Unaudited => Self::unaudited(),
+        }
     }
 }
 

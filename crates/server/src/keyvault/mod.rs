@@ -16,7 +16,8 @@ use lockstep_vault::{Page, PageMarker, SecretUpdate, SetSecret, VaultRef};
 use serde::Serialize;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::auth::{authenticate, AuthFailure};
+use crate::audit::AuditHandle;
+use crate::auth::{authenticate, authorize, AuthFailure};
 use crate::state::Shared;
 use error::KvError;
 use wire::*;
@@ -26,15 +27,38 @@ const MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// Serves one data-plane request for vault `vault_name`.
 pub async fn handle(state: Shared, vault_name: String, req: Request) -> Response {
-    match serve(state, vault_name, req).await {
+    let Some(audit) = req.extensions().get::<AuditHandle>().cloned() else {
+        tracing::error!("data-plane request without an audit context");
+        return KvError::unaudited().into_response();
+    };
+    match serve(state, vault_name, audit, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
+    }
+}
+
+/// The route template of a data-plane request, for the audit records of
+/// requests that end before an authorization check names their action.
+pub fn route_template(method: &Method, path: &str) -> &'static str {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (method, segments.as_slice()) {
+        (_, ["secrets"] | ["secrets", ""]) => "/secrets",
+        (&Method::POST, ["secrets", "restore"]) => "/secrets/restore",
+        (_, ["secrets", _] | ["secrets", _, ""]) => "/secrets/{name}",
+        (_, ["secrets", _, "versions"]) => "/secrets/{name}/versions",
+        (&Method::POST, ["secrets", _, "backup"]) => "/secrets/{name}/backup",
+        (_, ["secrets", _, _]) => "/secrets/{name}/{version}",
+        (_, ["deletedsecrets"] | ["deletedsecrets", ""]) => "/deletedsecrets",
+        (_, ["deletedsecrets", _]) => "/deletedsecrets/{name}",
+        (_, ["deletedsecrets", _, "recover"]) => "/deletedsecrets/{name}/recover",
+        _ => "(no route)",
     }
 }
 
 /// The parts of a request every operation needs.
 struct Call {
     state: Shared,
+    audit: AuditHandle,
     vault: VaultRef,
     principal: Principal,
     base: String,
@@ -77,10 +101,16 @@ fn query_value<'a>(query: &'a [(String, String)], key: &str) -> Option<&'a str> 
         .map(|(_, v)| v.as_str())
 }
 
-async fn serve(state: Shared, vault_name: String, req: Request) -> Result<Response, KvError> {
+async fn serve(
+    state: Shared,
+    vault_name: String,
+    audit: AuditHandle,
+    req: Request,
+) -> Result<Response, KvError> {
     let host = host_of(&req);
     let vault = state.vaults.vault(&vault_name)?;
-    let principal = match authenticate(&state, req.headers(), &state.vault_audiences) {
+    audit.tenant(&vault.tenant_id);
+    let principal = match authenticate(&state, req.headers(), &state.vault_audiences, &audit) {
         Ok((p, _)) if p.tenant_id == vault.tenant_id => p,
         Ok(_) => {
             let f = AuthFailure::Invalid(lockstep_identity::VerifyError::WrongIssuer);
@@ -105,6 +135,7 @@ async fn serve(state: Shared, vault_name: String, req: Request) -> Result<Respon
     let path = req.uri().path().to_owned();
     let call = Call {
         state,
+        audit,
         vault,
         principal,
         base: format!("https://{host}"),
@@ -145,10 +176,23 @@ async fn serve(state: Shared, vault_name: String, req: Request) -> Result<Respon
 
 impl Call {
     fn allow(&self, action: &str, scope: Scope) -> Result<(), KvError> {
-        self.state
-            .authz
-            .check(&self.principal, action, &scope)
-            .map_err(|d| KvError::denied(&d))
+        authorize(&self.state, &self.audit, &self.principal, action, &scope).map_err(KvError::from)
+    }
+
+    /// Records a secret event on `name` (and a version, if any).
+    fn event(&self, event: &str, name: &str, version: Option<&str>) {
+        let mut target = Scope::secret(
+            &self.vault.tenant_id,
+            &self.vault.name,
+            &name.to_ascii_lowercase(),
+        )
+        .as_str()
+        .to_owned();
+        if let Some(v) = version {
+            target.push_str("/versions/");
+            target.push_str(v);
+        }
+        self.audit.event(event, target);
     }
 
     fn allow_secret(&self, action: &str, name: &str) -> Result<(), KvError> {
@@ -256,6 +300,11 @@ async fn set(mut call: Call, name: &str) -> Result<Response, KvError> {
         s.vaults.set(&vault, &name, input)
     })
     .await?;
+    call.event(
+        "SecretVersionCreated",
+        &secret.meta.name,
+        Some(&secret.meta.version),
+    );
     ok(&SecretBundle::new(
         &call.base,
         &secret.meta,
@@ -294,6 +343,7 @@ async fn update(mut call: Call, name: &str, version: Option<&str>) -> Result<Res
         s.vaults.update(&vault, &name, version.as_deref(), change)
     })
     .await?;
+    call.event("SecretVersionUpdated", &meta.name, Some(&meta.version));
     ok(&SecretBundle::new(&call.base, &meta, None))
 }
 
@@ -301,6 +351,7 @@ async fn delete(call: Call, name: &str) -> Result<Response, KvError> {
     call.allow_secret(actions::SECRET_DELETE, name)?;
     let (vault, n) = (call.vault.clone(), name.to_owned());
     let deleted = run_blocking(call.state.clone(), move |s| s.vaults.delete(&vault, &n)).await?;
+    call.event("SecretDeleted", name, None);
     ok(&DeletedSecretBundle::new(&call.base, &deleted))
 }
 
@@ -314,6 +365,7 @@ async fn recover(call: Call, name: &str) -> Result<Response, KvError> {
     call.allow_secret(actions::SECRET_RECOVER, name)?;
     let (vault, n) = (call.vault.clone(), name.to_owned());
     let meta = run_blocking(call.state.clone(), move |s| s.vaults.recover(&vault, &n)).await?;
+    call.event("SecretRecovered", name, None);
     ok(&SecretBundle::new(&call.base, &meta, None))
 }
 
@@ -321,6 +373,7 @@ async fn purge(call: Call, name: &str) -> Result<Response, KvError> {
     call.allow_secret(actions::SECRET_PURGE, name)?;
     let (vault, n) = (call.vault.clone(), name.to_owned());
     run_blocking(call.state.clone(), move |s| s.vaults.purge(&vault, &n)).await?;
+    call.event("SecretPurged", name, None);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -402,5 +455,6 @@ async fn restore(mut call: Call) -> Result<Response, KvError> {
         .map_err(|_| KvError::bad("Property 'value' is not a valid base64url backup blob."))?;
     let vault = call.vault.clone();
     let meta = run_blocking(call.state.clone(), move |s| s.vaults.restore(&vault, &blob)).await?;
+    call.event("SecretRestored", &meta.name, None);
     ok(&SecretBundle::new(&call.base, &meta, None))
 }

@@ -1,6 +1,7 @@
 //! The Lockstep management API (`/lockstep/v1/…`). Tokens must be issued for
 //! `api://lockstep`. Errors: `{"error":{"code","message"}}`.
 
+pub mod audit;
 pub mod roles;
 pub mod rotation;
 pub mod users;
@@ -15,7 +16,8 @@ use lockstep_store::{StoreError, VaultRow};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::{authenticate, AuthFailure};
+use crate::audit::AuditHandle;
+use crate::auth::{authenticate, authorize, AuthFailure, Refusal};
 use crate::config::MANAGEMENT_RESOURCE;
 use crate::state::Shared;
 
@@ -62,11 +64,15 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The caller, authenticated by a token for `api://lockstep` (no
-/// authorization yet).
-fn authenticated(state: &Shared, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let (principal, _) =
-        authenticate(state, headers, &[MANAGEMENT_RESOURCE.to_owned()]).map_err(|f| {
+/// Authenticates the caller by a token for `api://lockstep` (recorded in
+/// the request's audit context), without any authorization check.
+pub(crate) fn authenticated(
+    state: &Shared,
+    headers: &HeaderMap,
+    audit: &AuditHandle,
+) -> Result<Principal, ApiError> {
+    let (principal, _) = authenticate(state, headers, &[MANAGEMENT_RESOURCE.to_owned()], audit)
+        .map_err(|f| {
             let message = match f {
                 AuthFailure::Missing => "A bearer token for api://lockstep is required.".to_owned(),
                 AuthFailure::Invalid(e) => format!("The bearer token was rejected: {e}."),
@@ -76,18 +82,33 @@ fn authenticated(state: &Shared, headers: &HeaderMap) -> Result<Principal, ApiEr
     Ok(principal)
 }
 
-/// The caller, authenticated and authorized for `action` at `scope`.
+/// Authenticates the caller and checks `action` at the scope built from its
+/// tenant; both are recorded in the request's audit context.
 pub(crate) fn caller(
     state: &Shared,
     headers: &HeaderMap,
+    audit: &AuditHandle,
     action: &str,
     scope: impl FnOnce(&str) -> Scope,
 ) -> Result<Principal, ApiError> {
-    let principal = authenticated(state, headers)?;
-    state
-        .authz
-        .check(&principal, action, &scope(&principal.tenant_id))
-        .map_err(|d| ApiError::new(StatusCode::FORBIDDEN, "AuthorizationFailed", d.to_string()))?;
+    let principal = authenticated(state, headers, audit)?;
+    authorize(
+        state,
+        audit,
+        &principal,
+        action,
+        &scope(&principal.tenant_id),
+    )
+    .map_err(|r| match r {
+        Refusal::Denied(d) => {
+            ApiError::new(StatusCode::FORBIDDEN, "AuthorizationFailed", d.to_string())
+        }
+        Refusal::Unaudited => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "AuditLogUnavailable",
+            crate::audit::NOT_RECORDED,
+        ),
+    })?;
     Ok(principal)
 }
 
@@ -109,9 +130,10 @@ fn vault_json(state: &Shared, v: &VaultRow) -> serde_json::Value {
 /// `GET /lockstep/v1/vaults`.
 pub async fn list_vaults(
     State(state): State<Shared>,
+    audit: AuditHandle,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let p = caller(&state, &headers, actions::VAULT_READ, Scope::tenant)?;
+    let p = caller(&state, &headers, &audit, actions::VAULT_READ, Scope::tenant)?;
     let vaults = state.store.vault_list().map_err(ApiError::internal)?;
     let value: Vec<_> = vaults
         .iter()
@@ -130,10 +152,17 @@ pub struct CreateVault {
 /// `POST /lockstep/v1/vaults`.
 pub async fn create_vault(
     State(state): State<Shared>,
+    audit: AuditHandle,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let p = caller(&state, &headers, actions::VAULT_WRITE, Scope::tenant)?;
+    let p = caller(
+        &state,
+        &headers,
+        &audit,
+        actions::VAULT_WRITE,
+        Scope::tenant,
+    )?;
     let input: CreateVault = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -149,7 +178,13 @@ pub async fn create_vault(
         created: state.clock.unix(),
     };
     match state.store.vault_create(&row) {
-        Ok(()) => Ok((StatusCode::CREATED, Json(vault_json(&state, &row))).into_response()),
+        Ok(()) => {
+            audit.event(
+                "VaultCreated",
+                Scope::vault(&row.tenant_id, &row.name).as_str().to_owned(),
+            );
+            Ok((StatusCode::CREATED, Json(vault_json(&state, &row))).into_response())
+        }
         Err(StoreError::AlreadyExists) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "VaultAlreadyExists",
@@ -181,9 +216,10 @@ fn found_vault(state: &Shared, name: &str, tenant: &str) -> Result<VaultRow, Api
 pub async fn get_vault(
     State(state): State<Shared>,
     Path(name): Path<String>,
+    audit: AuditHandle,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let p = caller(&state, &headers, actions::VAULT_READ, |t| {
+    let p = caller(&state, &headers, &audit, actions::VAULT_READ, |t| {
         Scope::vault(t, &name.to_ascii_lowercase())
     })?;
     let v = found_vault(&state, &name, &p.tenant_id)?;
@@ -194,9 +230,10 @@ pub async fn get_vault(
 pub async fn delete_vault(
     State(state): State<Shared>,
     Path(name): Path<String>,
+    audit: AuditHandle,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let p = caller(&state, &headers, actions::VAULT_DELETE, |t| {
+    let p = caller(&state, &headers, &audit, actions::VAULT_DELETE, |t| {
         Scope::vault(t, &name.to_ascii_lowercase())
     })?;
     let v = found_vault(&state, &name, &p.tenant_id)?;
@@ -204,6 +241,10 @@ pub async fn delete_vault(
         .store
         .vault_delete(&v.name)
         .map_err(ApiError::internal)?;
+    audit.event(
+        "VaultDeleted",
+        Scope::vault(&v.tenant_id, &v.name).as_str().to_owned(),
+    );
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

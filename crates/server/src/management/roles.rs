@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{caller, ApiError};
+use crate::audit::AuditHandle;
 use crate::state::Shared;
 
 fn assignment_json(ra: &RoleAssignmentRow) -> Value {
@@ -29,10 +30,12 @@ fn assignment_json(ra: &RoleAssignmentRow) -> Value {
 pub async fn definitions(
     State(state): State<Shared>,
     headers: HeaderMap,
+    audit: AuditHandle,
 ) -> Result<Response, ApiError> {
     caller(
         &state,
         &headers,
+        &audit,
         actions::ROLE_ASSIGNMENT_READ,
         Scope::tenant,
     )?;
@@ -76,11 +79,13 @@ fn parse_scope(raw: &str, tenant: &str) -> Result<Scope, ApiError> {
 pub async fn list(
     State(state): State<Shared>,
     headers: HeaderMap,
+    audit: AuditHandle,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     let p = caller(
         &state,
         &headers,
+        &audit,
         actions::ROLE_ASSIGNMENT_READ,
         Scope::tenant,
     )?;
@@ -115,6 +120,7 @@ pub struct CreateAssignment {
 pub async fn create(
     State(state): State<Shared>,
     headers: HeaderMap,
+    audit: AuditHandle,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let input: CreateAssignment = serde_json::from_slice(&body).map_err(|e| {
@@ -126,12 +132,18 @@ pub async fn create(
     })?;
     let raw_scope = input.scope.clone().unwrap_or_else(|| "/".into());
     let mut scope_err = None;
-    let p = caller(&state, &headers, actions::ROLE_ASSIGNMENT_WRITE, |t| {
-        parse_scope(&raw_scope, t).unwrap_or_else(|e| {
-            scope_err = Some(e);
-            Scope::tenant(t)
-        })
-    })?;
+    let p = caller(
+        &state,
+        &headers,
+        &audit,
+        actions::ROLE_ASSIGNMENT_WRITE,
+        |t| {
+            parse_scope(&raw_scope, t).unwrap_or_else(|e| {
+                scope_err = Some(e);
+                Scope::tenant(t)
+            })
+        },
+    )?;
     if let Some(e) = scope_err {
         return Err(e);
     }
@@ -202,6 +214,7 @@ pub async fn remove(
     State(state): State<Shared>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    audit: AuditHandle,
 ) -> Result<Response, ApiError> {
     let not_found = || {
         ApiError::new(
@@ -220,14 +233,19 @@ pub async fn remove(
         caller(
             &state,
             &headers,
+            &audit,
             actions::ROLE_ASSIGNMENT_DELETE,
             Scope::tenant,
         )?;
         return Err(not_found());
     };
-    let p = caller(&state, &headers, actions::ROLE_ASSIGNMENT_DELETE, |t| {
-        Scope::parse(&existing.scope, t).unwrap_or_else(|| Scope::tenant(t))
-    })?;
+    let p = caller(
+        &state,
+        &headers,
+        &audit,
+        actions::ROLE_ASSIGNMENT_DELETE,
+        |t| Scope::parse(&existing.scope, t).unwrap_or_else(|| Scope::tenant(t)),
+    )?;
     if !existing
         .scope
         .starts_with(&format!("/tenants/{}", p.tenant_id))
@@ -246,8 +264,15 @@ pub async fn remove(
 pub async fn rotate_signing_key(
     State(state): State<Shared>,
     headers: HeaderMap,
+    audit: AuditHandle,
 ) -> Result<Response, ApiError> {
-    caller(&state, &headers, actions::SIGNING_KEY_ROTATE, Scope::tenant)?;
+    caller(
+        &state,
+        &headers,
+        &audit,
+        actions::SIGNING_KEY_ROTATE,
+        Scope::tenant,
+    )?;
     let (kid, activates) = state
         .tokens
         .rotate_signing_key()

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{caller, ApiError};
+use crate::audit::AuditHandle;
 use crate::state::Shared;
 
 impl From<RotationError> for ApiError {
@@ -77,9 +78,16 @@ fn owned_binding(state: &Shared, name: &str, tenant: &str) -> Result<Binding, Ap
 pub async fn create_binding(
     State(state): State<Shared>,
     headers: HeaderMap,
+    audit: AuditHandle,
     raw: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let p = caller(&state, &headers, actions::ROTATION_WRITE, Scope::tenant)?;
+    let p = caller(
+        &state,
+        &headers,
+        &audit,
+        actions::ROTATION_WRITE,
+        Scope::tenant,
+    )?;
     let input: BindingInput = body(&raw)?;
     let tenant = p.tenant_id.clone();
     let b = blocking(&state, move |s| s.engine.bind(&tenant, input)).await?;
@@ -90,8 +98,15 @@ pub async fn create_binding(
 pub async fn list_bindings(
     State(state): State<Shared>,
     headers: HeaderMap,
+    audit: AuditHandle,
 ) -> Result<Response, ApiError> {
-    let p = caller(&state, &headers, actions::ROTATION_READ, Scope::tenant)?;
+    let p = caller(
+        &state,
+        &headers,
+        &audit,
+        actions::ROTATION_READ,
+        Scope::tenant,
+    )?;
     let value: Vec<Value> = state
         .engine
         .bindings(&p.tenant_id)?
@@ -106,8 +121,15 @@ pub async fn get_binding(
     State(state): State<Shared>,
     Path(name): Path<String>,
     headers: HeaderMap,
+    audit: AuditHandle,
 ) -> Result<Response, ApiError> {
-    let p = caller(&state, &headers, actions::ROTATION_READ, Scope::tenant)?;
+    let p = caller(
+        &state,
+        &headers,
+        &audit,
+        actions::ROTATION_READ,
+        Scope::tenant,
+    )?;
     Ok(Json(binding_json(&owned_binding(&state, &name, &p.tenant_id)?)).into_response())
 }
 
@@ -123,9 +145,16 @@ pub async fn patch_binding(
     State(state): State<Shared>,
     Path(name): Path<String>,
     headers: HeaderMap,
+    audit: AuditHandle,
     raw: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let p = caller(&state, &headers, actions::ROTATION_WRITE, Scope::tenant)?;
+    let p = caller(
+        &state,
+        &headers,
+        &audit,
+        actions::ROTATION_WRITE,
+        Scope::tenant,
+    )?;
     owned_binding(&state, &name, &p.tenant_id)?;
     let patch: PatchBinding = body(&raw)?;
     let b = blocking(&state, move |s| {
@@ -140,8 +169,15 @@ pub async fn delete_binding(
     State(state): State<Shared>,
     Path(name): Path<String>,
     headers: HeaderMap,
+    audit: AuditHandle,
 ) -> Result<Response, ApiError> {
-    let p = caller(&state, &headers, actions::ROTATION_WRITE, Scope::tenant)?;
+    let p = caller(
+        &state,
+        &headers,
+        &audit,
+        actions::ROTATION_WRITE,
+        Scope::tenant,
+    )?;
     owned_binding(&state, &name, &p.tenant_id)?;
     blocking(&state, move |s| s.engine.unbind(&name)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -162,9 +198,16 @@ pub async fn rotate(
     State(state): State<Shared>,
     Path(name): Path<String>,
     headers: HeaderMap,
+    audit: AuditHandle,
     raw: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let p = caller(&state, &headers, actions::ROTATION_ROTATE, Scope::tenant)?;
+    let p = caller(
+        &state,
+        &headers,
+        &audit,
+        actions::ROTATION_ROTATE,
+        Scope::tenant,
+    )?;
     owned_binding(&state, &name, &p.tenant_id)?;
     let req: RotateRequest = if raw.is_empty() {
         RotateRequest::default()
@@ -207,9 +250,16 @@ pub struct RunsQuery {
 pub async fn list_runs(
     State(state): State<Shared>,
     headers: HeaderMap,
+    audit: AuditHandle,
     Query(q): Query<RunsQuery>,
 ) -> Result<Response, ApiError> {
-    let p = caller(&state, &headers, actions::ROTATION_READ, Scope::tenant)?;
+    let p = caller(
+        &state,
+        &headers,
+        &audit,
+        actions::ROTATION_READ,
+        Scope::tenant,
+    )?;
     let mine: Vec<String> = state
         .engine
         .bindings(&p.tenant_id)?
@@ -239,8 +289,15 @@ pub async fn get_run(
     State(state): State<Shared>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    audit: AuditHandle,
 ) -> Result<Response, ApiError> {
-    let p = caller(&state, &headers, actions::ROTATION_READ, Scope::tenant)?;
+    let p = caller(
+        &state,
+        &headers,
+        &audit,
+        actions::ROTATION_READ,
+        Scope::tenant,
+    )?;
     let run = owned_run(&state, &id, &p.tenant_id)?;
     Ok(Json(serde_json::to_value(&run).map_err(ApiError::internal)?).into_response())
 }
@@ -250,8 +307,15 @@ pub async fn cancel_run(
     State(state): State<Shared>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    audit: AuditHandle,
 ) -> Result<Response, ApiError> {
-    let p = caller(&state, &headers, actions::ROTATION_ROTATE, Scope::tenant)?;
+    let p = caller(
+        &state,
+        &headers,
+        &audit,
+        actions::ROTATION_ROTATE,
+        Scope::tenant,
+    )?;
     owned_run(&state, &id, &p.tenant_id)?;
     let run = blocking(&state, move |s| s.engine.cancel(&id)).await?;
     Ok(Json(serde_json::to_value(&run).map_err(ApiError::internal)?).into_response())
@@ -262,8 +326,15 @@ pub async fn retry_run(
     State(state): State<Shared>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    audit: AuditHandle,
 ) -> Result<Response, ApiError> {
-    let p = caller(&state, &headers, actions::ROTATION_ROTATE, Scope::tenant)?;
+    let p = caller(
+        &state,
+        &headers,
+        &audit,
+        actions::ROTATION_ROTATE,
+        Scope::tenant,
+    )?;
     owned_run(&state, &id, &p.tenant_id)?;
     let new_id = blocking(&state, move |s| s.engine.retry(&id)).await?;
     state.wake_scheduler.notify_one();
@@ -271,8 +342,18 @@ pub async fn retry_run(
 }
 
 /// `GET /lockstep/v1/status`.
-pub async fn status(State(state): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let p = caller(&state, &headers, actions::ROTATION_READ, Scope::tenant)?;
+pub async fn status(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    audit: AuditHandle,
+) -> Result<Response, ApiError> {
+    let p = caller(
+        &state,
+        &headers,
+        &audit,
+        actions::ROTATION_READ,
+        Scope::tenant,
+    )?;
     let tenant = p.tenant_id.clone();
     let list = blocking(&state, move |s| s.engine.status(&tenant)).await?;
     Ok(Json(json!({ "now": state.clock.unix(), "bindings": list })).into_response())
@@ -290,6 +371,7 @@ pub struct TimeShift {
 pub async fn time_shift(
     State(state): State<Shared>,
     headers: HeaderMap,
+    audit: AuditHandle,
     raw: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let Some(clock) = state.dev_clock.clone() else {
@@ -299,7 +381,13 @@ pub async fn time_shift(
             "No such endpoint.",
         ));
     };
-    caller(&state, &headers, actions::DEV_TIME_SHIFT, Scope::tenant)?;
+    caller(
+        &state,
+        &headers,
+        &audit,
+        actions::DEV_TIME_SHIFT,
+        Scope::tenant,
+    )?;
     let req: TimeShift = body(&raw)?;
     let by = IsoDuration::parse(&req.by)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "InvalidRequest", e.to_string()))?;

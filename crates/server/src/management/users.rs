@@ -22,8 +22,18 @@ use tokio::sync::Semaphore;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{authenticated, caller, ApiError};
+use crate::audit::AuditHandle;
 use crate::config::MANAGEMENT_RESOURCE;
 use crate::state::Shared;
+
+/// The action recorded in the audit log for a user changing their own
+/// password. Not an RBAC action: no role grants it, only being the user.
+const CHANGE_PASSWORD_ACTION: &str = "Lockstep/users/changePassword/action";
+
+/// The audit target of a user.
+fn user_target(u: &UserRow) -> String {
+    format!("/tenants/{}/users/{}", u.tenant_id, u.object_id)
+}
 
 /// Default and largest page of `GET /lockstep/v1/users`.
 const DEFAULT_PAGE: usize = 100;
@@ -150,7 +160,11 @@ pub struct LoginRequest {
 /// password and receives an access token (`idtyp: "user"`) for `resource`.
 /// An unknown user and a wrong password get the same 401; a disabled user
 /// gets 401 `UserDisabled`. No attempted name or password is logged.
-pub async fn login(State(state): State<Shared>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn login(
+    State(state): State<Shared>,
+    audit: AuditHandle,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let input: LoginRequest = parse_body(body)?;
     let tenant = input
         .tenant
@@ -187,6 +201,14 @@ pub async fn login(State(state): State<Shared>, body: Bytes) -> Result<Response,
             ),
             other => ApiError::internal(other),
         })?;
+    // Recorded only now: an attempted name (which may be a mistyped
+    // password) never reaches the audit log, only a signed-in user's id.
+    audit.authenticated(&lockstep_identity::Principal {
+        object_id: user.object_id.clone(),
+        tenant_id: user.tenant_id.clone(),
+        app_id: None,
+        kind: PrincipalKind::User,
+    });
     tracing::info!(user = %user.object_id, tenant = %user.tenant_id, "user signed in");
     Ok(no_store(
         Json(json!({
@@ -211,10 +233,11 @@ pub struct CreateUser {
 /// `POST /lockstep/v1/users` (needs `Lockstep/users/write`).
 pub async fn create(
     State(state): State<Shared>,
+    audit: AuditHandle,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let p = caller(&state, &headers, actions::USER_WRITE, Scope::tenant)?;
+    let p = caller(&state, &headers, &audit, actions::USER_WRITE, Scope::tenant)?;
     let input: CreateUser = parse_body(body)?;
     let s = state.clone();
     let user = with_hashing(move || {
@@ -229,6 +252,7 @@ pub async fn create(
         )
     })
     .await?;
+    audit.event("UserCreated", user_target(&user));
     tracing::info!(user = %user.object_id, "user created");
     Ok((StatusCode::CREATED, Json(user_json(&user))).into_response())
 }
@@ -246,10 +270,11 @@ pub struct ListQuery {
 /// caller's tenant by principal name, paged with `top` and `nextLink`.
 pub async fn list(
     State(state): State<Shared>,
+    audit: AuditHandle,
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let p = caller(&state, &headers, actions::USER_READ, Scope::tenant)?;
+    let p = caller(&state, &headers, &audit, actions::USER_READ, Scope::tenant)?;
     let top = q.top.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&top) {
         return Err(ApiError::new(
@@ -287,10 +312,11 @@ pub async fn list(
 /// `GET /lockstep/v1/users/{id or userPrincipalName}` (needs `Lockstep/users/read`).
 pub async fn show(
     State(state): State<Shared>,
+    audit: AuditHandle,
     Path(key): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let p = caller(&state, &headers, actions::USER_READ, Scope::tenant)?;
+    let p = caller(&state, &headers, &audit, actions::USER_READ, Scope::tenant)?;
     let user = state.users.get(&p.tenant_id, &key)?;
     Ok(Json(user_json(&user)).into_response())
 }
@@ -310,11 +336,12 @@ pub struct UpdateUser {
 /// reset the `password`. Disabling a user stops its tokens at once.
 pub async fn update(
     State(state): State<Shared>,
+    audit: AuditHandle,
     Path(key): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let p = caller(&state, &headers, actions::USER_WRITE, Scope::tenant)?;
+    let p = caller(&state, &headers, &audit, actions::USER_WRITE, Scope::tenant)?;
     let input: UpdateUser = parse_body(body)?;
     if input.display_name.is_none() && input.account_enabled.is_none() && input.password.is_none() {
         return Err(ApiError::new(
@@ -328,6 +355,7 @@ pub async fn update(
         let s = state.clone();
         let (tenant, id) = (p.tenant_id.clone(), user.object_id.clone());
         user = with_hashing(move || s.users.reset_password(&tenant, &id, &password)).await?;
+        audit.event("UserPasswordReset", user_target(&user));
         tracing::info!(user = %user.object_id, "user password reset by an administrator");
     }
     if input.display_name.is_some() || input.account_enabled.is_some() {
@@ -336,6 +364,14 @@ pub async fn update(
             enabled: input.account_enabled,
         };
         user = state.users.update(&p.tenant_id, &user.object_id, &patch)?;
+        if patch.display_name.is_some() {
+            audit.event("UserUpdated", user_target(&user));
+        }
+        match patch.enabled {
+            Some(true) => audit.event("UserEnabled", user_target(&user)),
+            Some(false) => audit.event("UserDisabled", user_target(&user)),
+            None => {}
+        }
         tracing::info!(user = %user.object_id, enabled = user.enabled, "user updated");
     }
     Ok(Json(user_json(&user)).into_response())
@@ -345,11 +381,19 @@ pub async fn update(
 /// `Lockstep/users/delete`): removes the user and its role assignments.
 pub async fn delete(
     State(state): State<Shared>,
+    audit: AuditHandle,
     Path(key): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let p = caller(&state, &headers, actions::USER_DELETE, Scope::tenant)?;
+    let p = caller(
+        &state,
+        &headers,
+        &audit,
+        actions::USER_DELETE,
+        Scope::tenant,
+    )?;
     let user = state.users.delete(&p.tenant_id, &key)?;
+    audit.event("UserDeleted", user_target(&user));
     tracing::info!(user = %user.object_id, "user deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -368,11 +412,12 @@ pub struct ChangePassword {
 /// `PATCH`.
 pub async fn change_password(
     State(state): State<Shared>,
+    audit: AuditHandle,
     Path(key): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let p = authenticated(&state, &headers)?;
+    let p = authenticated(&state, &headers, &audit)?;
     let not_self = || {
         ApiError::new(
             StatusCode::FORBIDDEN,
@@ -390,6 +435,17 @@ pub async fn change_password(
         Err(e) => return Err(e.into()),
     };
     let input: ChangePassword = parse_body(body)?;
+    // Allowed (it is the user themself): record that, and the intent,
+    // before changing anything, as every authorized change does.
+    audit.checked(CHANGE_PASSWORD_ACTION, &user_target(&user), true);
+    if let Err(e) = audit.intent(&state.audit) {
+        crate::audit::report(&e, &audit.request_id());
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "AuditLogUnavailable",
+            crate::audit::NOT_RECORDED,
+        ));
+    }
     let s = state.clone();
     let (tenant, id) = (user.tenant_id.clone(), user.object_id.clone());
     with_hashing(move || {
@@ -397,6 +453,7 @@ pub async fn change_password(
             .change_password(&tenant, &id, &input.current_password, &input.new_password)
     })
     .await?;
+    audit.event("UserPasswordChanged", user_target(&user));
     tracing::info!(user = %user.object_id, "user changed their password");
     Ok(StatusCode::NO_CONTENT.into_response())
 }

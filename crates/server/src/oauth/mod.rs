@@ -13,6 +13,7 @@ use lockstep_identity::TokenError;
 use serde_json::json;
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::audit::AuditHandle;
 use crate::state::Shared;
 
 /// Entra's error body for a token-endpoint failure.
@@ -85,6 +86,7 @@ pub async fn token(
     State(state): State<Shared>,
     Path(tenant): Path<String>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    audit: AuditHandle,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -130,6 +132,7 @@ pub async fn token(
                 ))
             }
         };
+        audit.client_id(&client_id);
         let scope = scope.ok_or(TokenError::MissingParameter("scope"))?;
         state
             .tokens
@@ -145,6 +148,9 @@ pub async fn token(
     state
         .metrics
         .inc("lockstep_token_requests_total", &[("result", outcome)]);
+    if let Ok(Some(t)) = state.directory.tenant(&tenant) {
+        audit.tenant(&t.id);
+    }
     match result {
         Ok(issued) => {
             let mut resp = Json(json!({
