@@ -109,10 +109,49 @@ pub struct Connection {
     identity: Identity,
     vault_suffix: String,
     graph_resource: String,
+    ca: Option<std::path::PathBuf>,
+    server_addr: Option<SocketAddr>,
 }
 
 /// A failed call, already phrased for the user.
 pub type CliResult<T> = Result<T, String>;
+
+/// Settings of the consumer client library (`lockstep-client`) for the
+/// identity `args` describe; consumers need client credentials, because a
+/// signed-in user's session cannot be renewed unattended.
+pub async fn consumer_config(
+    args: &ConnectArgs,
+    vault: &str,
+) -> CliResult<lockstep_client::Config> {
+    let conn = Connection::open(args).await?;
+    let Identity::Client {
+        tenant,
+        client_id,
+        client_secret,
+    } = &conn.identity
+    else {
+        return Err(
+            "the agent needs client credentials (--client-id and LOCKSTEP_CLIENT_SECRET, or the bootstrap file), not a user login".into(),
+        );
+    };
+    let mut config = lockstep_client::Config::new(
+        conn.server.clone(),
+        tenant.clone(),
+        client_id.clone(),
+        client_secret.as_str(),
+        conn.vault_url(vault),
+    );
+    config.vault_resource = Some(conn.vault_resource());
+    if let Some(ca) = &conn.ca {
+        let pem = std::fs::read(ca)
+            .map_err(|e| format!("cannot read CA certificate {}: {e}", ca.display()))?;
+        config = config.with_ca_pem(pem);
+    }
+    if let Some(addr) = conn.server_addr {
+        config = config.with_resolve_to(addr.ip());
+    }
+    Ok(config)
+}
 
 fn read_bootstrap(dir: &std::path::Path) -> Option<BootstrapAdmin> {
     let text = Zeroizing::new(std::fs::read_to_string(dir.join(BOOTSTRAP_FILE)).ok()?);
@@ -240,6 +279,11 @@ impl Connection {
             .map(|it| it.collect())
             .unwrap_or_default();
         let http = build_client(ca.as_deref(), &vault_suffix, &addrs)?;
+        let server_addr = addrs
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(addrs.first())
+            .copied();
         Ok(Self {
             http,
             server,
@@ -248,6 +292,8 @@ impl Connection {
             identity: Identity::Anonymous,
             vault_suffix,
             graph_resource: args.graph_resource.clone(),
+            ca,
+            server_addr,
         })
     }
 

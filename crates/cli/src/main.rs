@@ -1,6 +1,7 @@
 //! `lockstep`: the server (`lockstep serve`) and the client commands that
 //! talk to a running server.
 
+mod agent;
 mod app;
 mod audit;
 mod client;
@@ -10,6 +11,7 @@ mod role;
 mod rotation;
 mod secret;
 mod serve;
+mod subscription;
 mod user;
 mod vault;
 
@@ -125,6 +127,22 @@ enum Command {
         #[command(subcommand)]
         command: user::UserCommand,
     },
+    /// Manage event subscriptions (webhooks) and see their deliveries.
+    Subscription {
+        #[command(flatten)]
+        conn: client::ConnectArgs,
+        #[command(subcommand)]
+        command: subscription::SubscriptionCommand,
+    },
+    /// Keep a secret fresh in a file and/or on a Unix socket, and run a
+    /// command when it changes (a sidecar for programs that cannot use the
+    /// client library).
+    Agent {
+        #[command(flatten)]
+        conn: client::ConnectArgs,
+        #[command(flatten)]
+        args: agent::AgentArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -161,6 +179,8 @@ fn main() -> ExitCode {
             Command::Login { conn, args } => login::run(conn, args).await,
             Command::Logout { conn } => login::logout(&conn),
             Command::User { conn, command } => user::run(conn, command).await,
+            Command::Subscription { conn, command } => subscription::run(conn, command).await,
+            Command::Agent { conn, args } => agent::run(conn, args).await,
         }
     });
     match result {

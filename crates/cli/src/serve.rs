@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 use lockstep_server::ServeConfig;
@@ -42,6 +43,18 @@ pub struct ServeArgs {
     /// How often the rotation scheduler looks for due work, in milliseconds.
     #[arg(long, env = "LOCKSTEP_SCHEDULER_TICK_MS")]
     scheduler_tick_ms: Option<u64>,
+    /// Extra CA certificate (PEM) to trust for webhook endpoints, beside the system roots.
+    #[arg(long, env = "LOCKSTEP_WEBHOOK_CA")]
+    webhook_ca: Option<PathBuf>,
+    /// Delay before the first retry of a failed webhook delivery, in
+    /// milliseconds; it doubles at each retry (default 1000; a test and
+    /// operations knob).
+    #[arg(long, env = "LOCKSTEP_WEBHOOK_RETRY_BASE_MS")]
+    webhook_retry_base_ms: Option<u64>,
+    /// How often secret versions are scanned for near-expiry and expired
+    /// events, in milliseconds (default 60000; a test and operations knob).
+    #[arg(long, env = "LOCKSTEP_EXPIRY_SCAN_INTERVAL_MS")]
+    expiry_scan_interval_ms: Option<u64>,
     /// TOML configuration file with the same settings (snake_case keys).
     #[arg(long, env = "LOCKSTEP_CONFIG")]
     config: Option<PathBuf>,
@@ -61,6 +74,9 @@ struct FileConfig {
     graph_resource: Option<String>,
     dev_time_shift: Option<bool>,
     scheduler_tick_ms: Option<u64>,
+    webhook_ca: Option<PathBuf>,
+    webhook_retry_base_ms: Option<u64>,
+    expiry_scan_interval_ms: Option<u64>,
 }
 
 fn resolve(args: ServeArgs) -> Result<ServeConfig, String> {
@@ -111,6 +127,29 @@ fn resolve(args: ServeArgs) -> Result<ServeConfig, String> {
     config.dev_time_shift = args.dev_time_shift || file.dev_time_shift.unwrap_or(false);
     if let Some(ms) = args.scheduler_tick_ms.or(file.scheduler_tick_ms) {
         config.scheduler_tick = std::time::Duration::from_millis(ms.max(10));
+    }
+    config.webhook_ca = args.webhook_ca.or(file.webhook_ca);
+    let millis = |name: &str, v: Option<u64>| -> Result<Option<Duration>, String> {
+        match v {
+            Some(0) => Err(format!(
+                "invalid {name}: it must be at least 1 (milliseconds)"
+            )),
+            Some(ms) => Ok(Some(Duration::from_millis(ms))),
+            None => Ok(None),
+        }
+    };
+    if let Some(d) = millis(
+        "webhook retry base",
+        args.webhook_retry_base_ms.or(file.webhook_retry_base_ms),
+    )? {
+        config.webhook_retry_base = d;
+    }
+    if let Some(d) = millis(
+        "expiry scan interval",
+        args.expiry_scan_interval_ms
+            .or(file.expiry_scan_interval_ms),
+    )? {
+        config.expiry_scan_interval = d;
     }
     config.master_key = std::env::var("LOCKSTEP_MASTER_KEY")
         .ok()

@@ -75,6 +75,12 @@ pub mod actions {
     pub const USER_WRITE: &str = "Lockstep/users/write";
     /// Delete users.
     pub const USER_DELETE: &str = "Lockstep/users/delete";
+    /// List or read event subscriptions and their delivery logs.
+    pub const SUBSCRIPTION_READ: &str = "Lockstep/subscriptions/read";
+    /// Create or change event subscriptions, and send test events.
+    pub const SUBSCRIPTION_WRITE: &str = "Lockstep/subscriptions/write";
+    /// Delete event subscriptions.
+    pub const SUBSCRIPTION_DELETE: &str = "Lockstep/subscriptions/delete";
 
     /// Every action, for the role × action table.
     pub const ALL: &[&str] = &[
@@ -110,6 +116,9 @@ pub mod actions {
         USER_READ,
         USER_WRITE,
         USER_DELETE,
+        SUBSCRIPTION_READ,
+        SUBSCRIPTION_WRITE,
+        SUBSCRIPTION_DELETE,
     ];
     /// Query and verify the audit log.
     pub const AUDIT_READ: &str = "Lockstep/audit/read";
@@ -185,6 +194,7 @@ pub const BUILTIN_ROLES: &[RoleDefinition] = &[
             actions::ROTATION_READ,
             actions::AUDIT_READ,
             actions::USER_READ,
+            actions::SUBSCRIPTION_READ,
         ],
         not_actions: &[],
     },
@@ -319,14 +329,8 @@ pub struct Authorizer {
     cache: RwLock<HashMap<String, Arc<Vec<RoleAssignmentRow>>>>,
 }
 
-/// Whether the built-in role named `role` grants `action`: its actions
-/// minus its `not_actions` (the same rule the docs/rbac.md table is checked
-/// against).
-fn grants(role: &str, action: &str) -> bool {
-    BUILTIN_ROLES
-        .iter()
-        .find(|r| r.name.eq_ignore_ascii_case(role))
-        .is_some_and(|r| r.grants(action))
+fn grants(role_name: &str, action: &str) -> bool {
+    role(role_name).is_some_and(|r| r.grants(action))
 }
 
 impl Authorizer {
@@ -381,13 +385,14 @@ impl Authorizer {
     pub fn assign(
         &self,
         principal_id: &str,
-        role: &str,
+        role_name: &str,
         scope: &Scope,
     ) -> Result<RoleAssignmentRow, StoreError> {
+        let def = role(role_name).ok_or(StoreError::NotFound)?;
         let row = RoleAssignmentRow {
             id: lockstep_crypto::random::guid(),
             principal_id: principal_id.to_owned(),
-            role: role.to_owned(),
+            role: def.name.to_owned(),
             scope: scope.as_str().to_owned(),
             created: self.clock.unix(),
         };

@@ -212,6 +212,34 @@ pub enum RevokeMode {
 pub trait EventSink: Send + Sync {
     /// Publishes an event of `event_type` about `subject`.
     fn publish(&self, event_type: &str, subject: &str, data: serde_json::Value);
+
+    /// Publishes an event at most once per `key` (for example one expiry
+    /// warning per credential).
+    fn publish_once(&self, key: &str, event_type: &str, subject: &str, data: serde_json::Value) {
+        let _ = key;
+        self.publish(event_type, subject, data);
+    }
+
+    /// A new version of a vault secret became current.
+    fn secret_version_created(
+        &self,
+        tenant: &str,
+        vault: &str,
+        secret: &str,
+        version: &str,
+        exp: Option<i64>,
+    ) {
+        self.publish(
+            "Microsoft.KeyVault.SecretNewVersionCreated",
+            &format!("/tenants/{tenant}/vaults/{vault}/secrets/{secret}"),
+            serde_json::json!({"VaultName": vault, "ObjectType": "Secret", "ObjectName": secret, "Version": version, "EXP": exp}),
+        );
+    }
+}
+
+/// The subject of a binding's events.
+fn binding_subject(tenant: &str, binding: &str) -> String {
+    format!("/tenants/{tenant}/rotation/bindings/{binding}")
 }
 
 /// Counters the server exports as metrics.
@@ -518,6 +546,17 @@ impl Engine {
         revoke: RevokeMode,
         leaked_key_id: Option<String>,
     ) -> Result<String, RotationError> {
+        self.request_run(binding, trigger, revoke, leaked_key_id, None)
+    }
+
+    fn request_run(
+        &self,
+        binding: &str,
+        trigger: Trigger,
+        revoke: RevokeMode,
+        leaked_key_id: Option<String>,
+        retry_of: Option<String>,
+    ) -> Result<String, RotationError> {
         let _admission = lock(&self.admission);
         let mut b = self.binding(binding)?;
         if let Some(active) = self.active_run(binding)? {
@@ -545,7 +584,7 @@ impl Engine {
         } else {
             trigger
         };
-        let run = Run::new(
+        let mut run = Run::new(
             id.clone(),
             binding,
             trigger.as_str(),
@@ -553,6 +592,7 @@ impl Engine {
             leaked_key_id.map(|k| k.to_ascii_lowercase()),
             now,
         );
+        run.retry_of = retry_of;
         self.store.run_insert(&RunRow {
             id: id.clone(),
             binding: binding.to_owned(),
@@ -587,6 +627,9 @@ impl Engine {
             // Nobody is executing it: clean up here.
             let mut run = run;
             self.abandon(&mut run, RunState::Cancelled, "cancelled by a user".into());
+            if run.trigger == "schedule" {
+                self.back_off(&run.binding);
+            }
         }
         self.load(id)
     }
@@ -606,16 +649,13 @@ impl Engine {
         } else {
             RevokeMode::AfterGrace
         };
-        let new_id = self.request(
+        self.request_run(
             &old.binding,
             Trigger::Retry,
             revoke,
             old.leaked_key_id.clone(),
-        )?;
-        let mut run = self.load(&new_id)?;
-        run.retry_of = Some(id.to_owned());
-        self.save(&run)?;
-        Ok(new_id)
+            Some(id.to_owned()),
+        )
     }
 
     /// Executes (or resumes) a run to a terminal state. Blocking: call it
@@ -662,7 +702,7 @@ impl Engine {
                     .fetch_add(started.elapsed().as_millis() as u64, Ordering::Relaxed);
                 self.events.publish(
                     "Lockstep.RotationSucceeded",
-                    &format!("bindings/{}", binding.name),
+                    &binding_subject(&binding.tenant_id, &binding.name),
                     serde_json::json!({
                         "binding": binding.name,
                         "runId": run.id,
@@ -682,7 +722,9 @@ impl Engine {
                     RunState::Failed
                 };
                 self.abandon(&mut run, state, message);
-                if state == RunState::Failed && run.trigger == "schedule" {
+                // A scheduled run that failed or was cancelled is not
+                // restarted at the next tick: the binding backs off.
+                if run.trigger == "schedule" {
                     self.back_off(&binding.name);
                 }
             }
@@ -740,9 +782,13 @@ impl Engine {
             }
             _ => {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                let tenant = binding
+                    .as_ref()
+                    .map(|b| b.tenant_id.clone())
+                    .unwrap_or_default();
                 self.events.publish(
                     "Lockstep.RotationFailed",
-                    &format!("bindings/{}", run.binding),
+                    &binding_subject(&tenant, &run.binding),
                     serde_json::json!({"binding": run.binding, "runId": run.id, "error": message}),
                 );
                 tracing::warn!(binding = %run.binding, run = %run.id, error = %message, "rotation failed; the current credential is unchanged");
@@ -945,14 +991,12 @@ impl Engine {
             }
             run.step("finish").detail = serde_json::json!({ "current": version });
             self.done(run, "finish", StepState::Done)?;
-            self.events.publish(
-                "Microsoft.KeyVault.SecretNewVersionCreated",
+            self.events.secret_version_created(
+                &b.tenant_id,
+                vault,
                 secret,
-                serde_json::json!({
-                    "Id": format!("{vault}/secrets/{secret}/{version}"),
-                    "VaultName": vault, "ObjectType": "Secret", "ObjectName": secret,
-                    "Version": version, "NBF": null, "EXP": cred.end,
-                }),
+                &version,
+                Some(cred.end),
             );
         }
 
@@ -1042,6 +1086,7 @@ impl Engine {
             let handle = tokio::runtime::Handle::try_current()
                 .map_err(|_| StepFailure("no runtime for the probe".into()))?;
             loop {
+                self.check_cancel(run)?;
                 let status = handle.block_on(async {
                     self.http
                         .get(url)
@@ -1236,6 +1281,11 @@ impl Engine {
     /// Pending revocations (for status).
     pub fn pending_revocations(&self) -> Result<Vec<RevocationRow>, RotationError> {
         Ok(self.store.revocations_pending()?)
+    }
+
+    /// Where events go.
+    pub(crate) fn events(&self) -> &Arc<dyn EventSink> {
+        &self.events
     }
 
     /// The services the status report reads.

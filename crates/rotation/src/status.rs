@@ -42,6 +42,30 @@ pub struct BindingStatus {
 }
 
 impl Engine {
+    /// Raises `Lockstep.CredentialNearExpiry` once per current credential
+    /// that expires within its binding's `notifyBefore`; returns how many
+    /// bindings were looked at.
+    pub fn notify_expiring(&self, tenants: &[String]) -> Result<usize, RotationError> {
+        let mut n = 0;
+        for t in tenants {
+            for s in self.status(t)? {
+                n += 1;
+                if !s.problems.iter().any(|p| p.kind == "CredentialNearExpiry") {
+                    continue;
+                }
+                if let (Some(key), Some(exp)) = (&s.current_key_id, s.current_expires) {
+                    self.events().publish_once(
+                        &format!("credential-near-expiry/{key}"),
+                        "Lockstep.CredentialNearExpiry",
+                        &format!("/tenants/{t}/rotation/bindings/{}", s.name),
+                        serde_json::json!({"binding": s.name, "appId": s.app_id, "keyId": key, "expires": exp, "nextRotation": s.next_rotation}),
+                    );
+                }
+            }
+        }
+        Ok(n)
+    }
+
     /// The status of every binding of a tenant.
     pub fn status(&self, tenant: &str) -> Result<Vec<BindingStatus>, RotationError> {
         self.bindings(tenant)?

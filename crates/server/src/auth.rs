@@ -63,20 +63,6 @@ pub fn authenticate(
     Err(AuthFailure::Invalid(last))
 }
 
-/// A user's token is honoured only while the user exists and is enabled:
-/// disabling or deleting a user cuts its sessions off at once (one indexed
-/// read per request, for user tokens only). Fails closed on a store error.
-fn user_still_active(state: &AppState, principal: &Principal) -> Result<(), AuthFailure> {
-    match state.users.is_active(&principal.object_id) {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(AuthFailure::Invalid(VerifyError::UserDisabled)),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot check whether a user is enabled");
-            Err(AuthFailure::Invalid(VerifyError::UserDisabled))
-        }
-    }
-}
-
 /// Why [`authorize`] refused.
 #[derive(Debug)]
 pub enum Refusal {
@@ -105,4 +91,18 @@ pub fn authorize(
         crate::audit::report(&e, &audit.request_id());
         Refusal::Unaudited
     })
+}
+
+/// A user's token is honoured only while the user exists and is enabled:
+/// disabling or deleting a user cuts its sessions off at once (one indexed
+/// read per request, for user tokens only). Fails closed on a store error.
+fn user_still_active(state: &AppState, principal: &Principal) -> Result<(), AuthFailure> {
+    match state.users.is_active(&principal.object_id) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(AuthFailure::Invalid(VerifyError::UserDisabled)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot check whether a user is enabled");
+            Err(AuthFailure::Invalid(VerifyError::UserDisabled))
+        }
+    }
 }

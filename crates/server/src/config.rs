@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Resolved server settings (flags, environment and file already merged).
 #[derive(Debug, Clone)]
@@ -28,6 +29,14 @@ pub struct ServeConfig {
     pub dev_time_shift: bool,
     /// How often the rotation scheduler looks for due work.
     pub scheduler_tick: std::time::Duration,
+    /// Delay before the first retry of a failed webhook delivery (it
+    /// doubles at each retry); shortened by tests.
+    pub webhook_retry_base: Duration,
+    /// An extra CA certificate (PEM) to trust for webhook endpoints, beside
+    /// the system roots.
+    pub webhook_ca: Option<PathBuf>,
+    /// How often secret versions are scanned for expiry events.
+    pub expiry_scan_interval: Duration,
 }
 
 impl ServeConfig {
@@ -45,6 +54,9 @@ impl ServeConfig {
             graph_resource: "https://graph.microsoft.com".into(),
             dev_time_shift: false,
             scheduler_tick: std::time::Duration::from_secs(5),
+            webhook_retry_base: Duration::from_secs(1),
+            webhook_ca: None,
+            expiry_scan_interval: Duration::from_secs(60),
         }
     }
 }

@@ -13,7 +13,9 @@ use hyper_util::service::TowerToHyperService;
 use lockstep_audit::{AuditLog, Durability, Entry};
 use lockstep_core::{SharedClock, SystemClock};
 use lockstep_crypto::hash::SecretHasher;
-use lockstep_identity::{Authorizer, Directory, Scope, TokenService, Users};
+use lockstep_events::{Events, EventsConfig, RetryPolicy};
+use lockstep_identity::Users;
+use lockstep_identity::{Authorizer, Directory, Scope, TokenService};
 use lockstep_vault::Vaults;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -152,13 +154,20 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         opened.kek.clone(),
         clock.clone(),
     ));
+    let events = Arc::new(events_service(
+        &config,
+        &opened,
+        &clock,
+        &authority,
+        &format!("https://{{vault}}.{}:{port}", config.vault_suffix),
+    )?);
     let engine = Arc::new(lockstep_rotation::Engine::new(
         opened.store.clone(),
         vaults.clone(),
         directory.clone(),
         tokens.clone(),
         clock.clone(),
-        Arc::new(crate::events::LogEvents),
+        Arc::new(crate::events::EngineEvents(events.clone())),
     ));
     let state = Arc::new(AppState {
         store: opened.store.clone(),
@@ -178,6 +187,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         audit: audit.clone(),
         users: Users::new(opened.store.clone(), clock.clone()),
         default_tenant: installation.tenant_id.clone(),
+        events: events.clone(),
+        stopping: tokio::sync::watch::Sender::new(false),
     });
     if config.dev_time_shift {
         tracing::warn!(
@@ -246,6 +257,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     });
 
     let scheduler = tokio::spawn(crate::scheduler::run(state.clone(), config.scheduler_tick));
+    let deliveries = tokio::spawn(events.clone().run_deliveries());
+    let expiry_scan = tokio::spawn(events.run_expiry_scanner(config.expiry_scan_interval));
 
     let acceptor = TlsAcceptor::from(tls);
     let graceful = GracefulShutdown::new();
@@ -292,7 +305,10 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     }
     purger.abort();
     scheduler.abort();
+    deliveries.abort();
+    expiry_scan.abort();
     drop(listener);
+    state.stopping.send_replace(true);
     tracing::info!("shutting down: draining connections");
     if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
         .await
@@ -324,6 +340,31 @@ async fn sync_audit(log: Arc<AuditLog>) {
             return;
         }
     }
+}
+
+/// The events service: CloudEvents `source` is the server's public URL;
+/// webhook endpoints are trusted by the system roots plus `--webhook-ca`.
+fn events_service(
+    config: &ServeConfig,
+    opened: &bootstrap::Opened,
+    clock: &SharedClock,
+    authority: &str,
+    vault_url: &str,
+) -> Result<Events, ServeError> {
+    let mut settings = EventsConfig::new(authority.to_owned(), vault_url.to_owned());
+    settings.retry = RetryPolicy::with_base(config.webhook_retry_base);
+    if let Some(path) = &config.webhook_ca {
+        settings.extra_ca_pem = Some(std::fs::read(path).map_err(|e| {
+            ServeError::Config(format!("cannot read webhook CA {}: {e}", path.display()))
+        })?);
+    }
+    Events::new(
+        opened.store.clone(),
+        opened.kek.clone(),
+        clock.clone(),
+        settings,
+    )
+    .map_err(|e| ServeError::Config(e.to_string()))
 }
 
 fn absolute(p: &std::path::Path) -> std::path::PathBuf {

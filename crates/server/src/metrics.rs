@@ -191,6 +191,21 @@ pub fn rotation(state: &crate::state::AppState) -> String {
     out
 }
 
+/// The events service's counters in the text exposition format.
+pub fn render_events(stats: &lockstep_events::EventStats) -> String {
+    format!(
+        "# HELP lockstep_events_published_total Events stored for delivery to at least one subscription.\n\
+         # TYPE lockstep_events_published_total counter\n\
+         lockstep_events_published_total {}\n\
+         # HELP lockstep_webhook_attempts_total Webhook delivery attempts, by outcome (retry = failed, will be retried; failed = last attempt failed).\n\
+         # TYPE lockstep_webhook_attempts_total counter\n\
+         lockstep_webhook_attempts_total{{outcome=\"delivered\"}} {}\n\
+         lockstep_webhook_attempts_total{{outcome=\"retry\"}} {}\n\
+         lockstep_webhook_attempts_total{{outcome=\"failed\"}} {}\n",
+        stats.published, stats.delivered, stats.retried, stats.failed
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

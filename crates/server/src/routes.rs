@@ -102,6 +102,24 @@ pub fn app(state: Shared) -> Router {
             "/lockstep/v1/users/{id}/changePassword",
             post(management::users::change_password),
         )
+        .route(
+            "/lockstep/v1/subscriptions",
+            get(management::subscriptions::list).post(management::subscriptions::create),
+        )
+        .route(
+            "/lockstep/v1/subscriptions/{id}",
+            get(management::subscriptions::get)
+                .patch(management::subscriptions::update)
+                .delete(management::subscriptions::remove),
+        )
+        .route(
+            "/lockstep/v1/subscriptions/{id}/deliveries",
+            get(management::subscriptions::deliveries),
+        )
+        .route(
+            "/lockstep/v1/subscriptions/{id}/test",
+            post(management::subscriptions::test),
+        )
         .route("/v1.0/{*rest}", axum::routing::any(graph::handle))
         .fallback(management::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), by_host))
@@ -184,6 +202,11 @@ async fn metrics(State(state): State<Shared>) -> Response {
         .unwrap_or_default();
     let mut text = state.metrics.render();
     text.push_str(&rotation);
+    text.push_str(&crate::metrics::render_events(&state.events.stats()));
+    text.push_str(&format!(
+        "# HELP lockstep_watched_secrets Secrets with at least one waiting watch request.\n# TYPE lockstep_watched_secrets gauge\nlockstep_watched_secrets {}\n",
+        state.vaults.watched_secrets()
+    ));
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use lockstep_audit::AuditLog;
 use lockstep_core::SharedClock;
+use lockstep_events::Events;
 use lockstep_identity::{Authorizer, Directory, TokenService, Users};
 use lockstep_store::Store;
 use lockstep_vault::Vaults;
@@ -44,6 +45,12 @@ pub struct AppState {
     pub users: Users,
     /// The tenant created on first start (sign-in's default).
     pub default_tenant: String,
+    /// Events and webhook subscriptions.
+    pub events: Arc<Events>,
+    /// Becomes `true` when the server starts shutting down, so that
+    /// long-polling requests (secret watches) end at once instead of holding
+    /// the drain open.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// State as handlers receive it.

@@ -236,4 +236,62 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// Deletes a user and its role assignments.
     fn user_delete(&self, object_id: &str) -> StoreResult<()>;
+
+    // --- events ---
+    /// Creates a webhook subscription.
+    fn subscription_insert(&self, sub: &SubscriptionRow) -> StoreResult<()>;
+    /// A subscription by id.
+    fn subscription_get(&self, id: &str) -> StoreResult<Option<SubscriptionRow>>;
+    /// Every subscription, oldest first.
+    fn subscription_list(&self) -> StoreResult<Vec<SubscriptionRow>>;
+    /// Replaces a subscription's name, endpoint, filters, enabled flag and
+    /// update time ([`StoreError::NotFound`] if it is gone).
+    fn subscription_update(&self, sub: &SubscriptionRow) -> StoreResult<()>;
+    /// Removes a subscription with its deliveries and their attempts.
+    fn subscription_delete(&self, id: &str) -> StoreResult<()>;
+    /// Stores an event with one pending delivery per entry of `deliveries`,
+    /// due at the event's time; with no deliveries the event itself is not
+    /// kept. With `once_key`, first records the key and, if it was already
+    /// recorded, stores nothing and returns `false` (publish at most once).
+    fn event_insert(
+        &self,
+        event: &EventRow,
+        deliveries: &[NewDelivery],
+        once_key: Option<&str>,
+    ) -> StoreResult<bool>;
+    /// An event by id.
+    fn event_get(&self, id: &str) -> StoreResult<Option<EventRow>>;
+    /// Claims up to `limit` pending deliveries of enabled subscriptions due
+    /// at or before `now`: moves their next attempt to `lease_until`, so
+    /// that no other claim picks them up while they are being sent (and a
+    /// crash mid-attempt only delays them until the lease ends).
+    fn delivery_claim(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<DeliveryRow>>;
+    /// When the earliest pending delivery of an enabled subscription is due.
+    fn delivery_next_due(&self) -> StoreResult<Option<i64>>;
+    /// Records an attempt and the delivery's new state and next attempt time.
+    fn delivery_record(
+        &self,
+        attempt: &DeliveryAttemptRow,
+        state: DeliveryState,
+        next_attempt_at: i64,
+    ) -> StoreResult<()>;
+    /// The newest `limit` deliveries of a subscription with their attempts.
+    fn delivery_log(
+        &self,
+        subscription_id: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<DeliveryLogEntry>>;
+    /// Versions of live secrets that are due an expiry notice not yet
+    /// published: expired ones (`exp <= now`) and those expiring at or
+    /// before `near_before`; at most `limit`, soonest expiry first.
+    fn expiry_due(&self, now: i64, near_before: i64, limit: usize) -> StoreResult<Vec<ExpiryDue>>;
+    /// Removes events published before `before` (Unix milliseconds) that
+    /// have no pending delivery, with their deliveries and attempts;
+    /// returns how many events were removed.
+    fn events_prune(&self, before: i64) -> StoreResult<usize>;
 }

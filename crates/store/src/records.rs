@@ -248,3 +248,172 @@ pub struct UserRow {
     /// Last time the password was set.
     pub password_changed: i64,
 }
+
+/// A webhook subscription to events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionRow {
+    /// Subscription id (GUID).
+    pub id: String,
+    /// The tenant it belongs to.
+    pub tenant_id: String,
+    /// Display name.
+    pub name: String,
+    /// Where events are POSTed.
+    pub endpoint: String,
+    /// Event types delivered (empty = every type).
+    pub event_types: Vec<String>,
+    /// Only events whose subject starts with this.
+    pub subject_prefix: Option<String>,
+    /// KEK that wrapped the data key of the signing secret.
+    pub kek_id: String,
+    /// Wrapped data key.
+    pub wrapped_dek: Vec<u8>,
+    /// The sealed signing secret.
+    pub sealed_secret: Vec<u8>,
+    /// Whether events are delivered.
+    pub enabled: bool,
+    /// Creation time (Unix seconds).
+    pub created: i64,
+    /// Last change (Unix seconds).
+    pub updated: i64,
+}
+
+/// A published event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    /// Event id (the CloudEvent `id`).
+    pub id: String,
+    /// Event type.
+    pub event_type: String,
+    /// Subject.
+    pub subject: String,
+    /// When it was published (Unix milliseconds).
+    pub time: i64,
+    /// The CloudEvent JSON, exactly as delivered.
+    pub body: Vec<u8>,
+}
+
+/// A delivery to create with an event: it starts pending, due at the
+/// event's time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    /// Delivery id.
+    pub id: String,
+    /// The subscription it goes to.
+    pub subscription_id: String,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Not yet accepted; will be (re)tried at `next_attempt_at`.
+    Pending,
+    /// The endpoint answered 2xx.
+    Delivered,
+    /// Every attempt failed; no more retries.
+    Failed,
+}
+
+impl DeliveryState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "delivered" => Some(Self::Delivered),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// One event's delivery to one subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRow {
+    /// Delivery id.
+    pub id: String,
+    /// The event.
+    pub event_id: String,
+    /// The event's type (read from the event).
+    pub event_type: String,
+    /// The event's subject (read from the event).
+    pub subject: String,
+    /// The subscription.
+    pub subscription_id: String,
+    /// Where it stands.
+    pub state: DeliveryState,
+    /// Attempts made so far.
+    pub attempts: i64,
+    /// When the next attempt is due (Unix milliseconds).
+    pub next_attempt_at: i64,
+    /// Creation time (Unix milliseconds).
+    pub created: i64,
+    /// Last change (Unix milliseconds).
+    pub updated: i64,
+}
+
+/// One attempt to deliver an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryAttemptRow {
+    /// The delivery.
+    pub delivery_id: String,
+    /// 1 for the first attempt.
+    pub attempt: i64,
+    /// When it was made (Unix milliseconds).
+    pub time: i64,
+    /// The endpoint's HTTP status, when it answered.
+    pub status_code: Option<u16>,
+    /// Why it failed without a status (connection, TLS, timeout…).
+    pub error: Option<String>,
+    /// How long it took, in milliseconds.
+    pub duration_ms: i64,
+}
+
+/// A delivery with its attempts, newest delivery first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryLogEntry {
+    /// The delivery.
+    pub delivery: DeliveryRow,
+    /// Its attempts, oldest first.
+    pub attempts: Vec<DeliveryAttemptRow>,
+}
+
+/// Which expiry notice a version is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiryKind {
+    /// `exp` is within the notice window.
+    NearExpiry,
+    /// `exp` has passed.
+    Expired,
+}
+
+/// A secret version due an expiry notice that has not been published yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiryDue {
+    /// Which notice.
+    pub kind: ExpiryKind,
+    /// The key that records the notice as published (see
+    /// [`Store::event_insert`](crate::Store::event_insert)); it includes
+    /// `exp`, so changing a version's expiry makes it due again.
+    pub once_key: String,
+    /// The vault's tenant.
+    pub tenant_id: String,
+    /// Vault name.
+    pub vault: String,
+    /// Secret name as first written.
+    pub name: String,
+    /// Version id.
+    pub version: String,
+    /// Not-before (Unix seconds).
+    pub nbf: Option<i64>,
+    /// Expiry (Unix seconds).
+    pub exp: i64,
+}

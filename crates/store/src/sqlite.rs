@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0001_init.sql"),
     include_str!("../migrations/sqlite/0002_rotation.sql"),
     include_str!("../migrations/sqlite/0003_users.sql"),
+    include_str!("../migrations/sqlite/0004_events.sql"),
 ];
 const MAX_IDLE_READERS: usize = 32;
 
@@ -260,6 +261,70 @@ fn user_from_row(r: &Row<'_>) -> rusqlite::Result<UserRow> {
         password_changed: r.get(8)?,
     })
 }
+
+const SUBSCRIPTION_COLS: &str =
+    "id, tenant_id, name, endpoint, event_types, subject_prefix, kek_id, \
+     wrapped_dek, sealed_secret, enabled, created, updated";
+
+fn subscription_from_row(r: &Row<'_>) -> rusqlite::Result<SubscriptionRow> {
+    let types: String = r.get(4)?;
+    Ok(SubscriptionRow {
+        id: r.get(0)?,
+        tenant_id: r.get(1)?,
+        name: r.get(2)?,
+        endpoint: r.get(3)?,
+        event_types: serde_json::from_str(&types).unwrap_or_default(),
+        subject_prefix: r.get(5)?,
+        kek_id: r.get(6)?,
+        wrapped_dek: r.get(7)?,
+        sealed_secret: r.get(8)?,
+        enabled: r.get(9)?,
+        created: r.get(10)?,
+        updated: r.get(11)?,
+    })
+}
+
+fn strings_json(items: &[String]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
+}
+
+const DELIVERY_COLS: &str =
+    "d.id, d.event_id, e.event_type, e.subject, d.subscription_id, d.state, \
+     d.attempts, d.next_attempt_at, d.created, d.updated";
+
+fn delivery_from_row(r: &Row<'_>) -> rusqlite::Result<DeliveryRow> {
+    let state: String = r.get(5)?;
+    Ok(DeliveryRow {
+        id: r.get(0)?,
+        event_id: r.get(1)?,
+        event_type: r.get(2)?,
+        subject: r.get(3)?,
+        subscription_id: r.get(4)?,
+        state: DeliveryState::parse(&state).unwrap_or(DeliveryState::Failed),
+        attempts: r.get(6)?,
+        next_attempt_at: r.get(7)?,
+        created: r.get(8)?,
+        updated: r.get(9)?,
+    })
+}
+
+fn attempt_from_row(r: &Row<'_>) -> rusqlite::Result<DeliveryAttemptRow> {
+    let status: Option<i64> = r.get(3)?;
+    Ok(DeliveryAttemptRow {
+        delivery_id: r.get(0)?,
+        attempt: r.get(1)?,
+        time: r.get(2)?,
+        status_code: status.and_then(|s| u16::try_from(s).ok()),
+        error: r.get(4)?,
+        duration_ms: r.get(5)?,
+    })
+}
+
+/// The `event_once` key of an expiry notice, computed in SQL so that the
+/// scan and the record of what was published agree:
+/// `{near-expiry|expired}/{vault}/{name_key}/{version}/{exp}`.
+const EXPIRY_KEY_SQL: &str = "(CASE WHEN v.exp <= ?1 THEN 'expired/' ELSE 'near-expiry/' END \
+     || v.vault || '/' || v.name_key || '/' || v.version || '/' || v.exp)";
 
 impl Store for SqliteStore {
     fn meta_get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
@@ -1347,6 +1412,317 @@ impl Store for SqliteStore {
             )
             .map_err(backend)?;
             Ok(())
+        })
+    }
+
+    // --- events ---
+
+    fn subscription_insert(&self, sub: &SubscriptionRow) -> StoreResult<()> {
+        self.write(|tx| {
+            tx.execute(
+                &format!(
+                    "INSERT INTO event_subscriptions ({SUBSCRIPTION_COLS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+                ),
+                params![
+                    sub.id,
+                    sub.tenant_id,
+                    sub.name,
+                    sub.endpoint,
+                    strings_json(&sub.event_types),
+                    sub.subject_prefix,
+                    sub.kek_id,
+                    sub.wrapped_dek,
+                    sub.sealed_secret,
+                    sub.enabled,
+                    sub.created,
+                    sub.updated
+                ],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn subscription_get(&self, id: &str) -> StoreResult<Option<SubscriptionRow>> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {SUBSCRIPTION_COLS} FROM event_subscriptions WHERE id = ?1"
+            ))?
+            .query_row([id], subscription_from_row)
+            .optional()
+        })
+    }
+
+    fn subscription_list(&self) -> StoreResult<Vec<SubscriptionRow>> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {SUBSCRIPTION_COLS} FROM event_subscriptions ORDER BY created, id"
+            ))?
+            .query_map([], subscription_from_row)?
+            .collect()
+        })
+    }
+
+    fn subscription_update(&self, sub: &SubscriptionRow) -> StoreResult<()> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE event_subscriptions SET name = ?2, endpoint = ?3, event_types = ?4,
+                         subject_prefix = ?5, enabled = ?6, updated = ?7
+                     WHERE id = ?1",
+                    params![
+                        sub.id,
+                        sub.name,
+                        sub.endpoint,
+                        strings_json(&sub.event_types),
+                        sub.subject_prefix,
+                        sub.enabled,
+                        sub.updated
+                    ],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn subscription_delete(&self, id: &str) -> StoreResult<()> {
+        self.write(|tx| {
+            let n = tx
+                .execute("DELETE FROM event_subscriptions WHERE id = ?1", [id])
+                .map_err(backend)?;
+            if n == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn event_insert(
+        &self,
+        event: &EventRow,
+        deliveries: &[NewDelivery],
+        once_key: Option<&str>,
+    ) -> StoreResult<bool> {
+        self.write(|tx| {
+            if let Some(key) = once_key {
+                let n = tx
+                    .execute(
+                        "INSERT INTO event_once (key, created) VALUES (?1, ?2)
+                         ON CONFLICT (key) DO NOTHING",
+                        params![key, event.time],
+                    )
+                    .map_err(backend)?;
+                if n == 0 {
+                    return Ok(false);
+                }
+            }
+            if deliveries.is_empty() {
+                return Ok(true);
+            }
+            tx.execute(
+                "INSERT INTO events (id, event_type, subject, time, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![event.id, event.event_type, event.subject, event.time, event.body],
+            )
+            .map_err(backend)?;
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT INTO event_deliveries (id, event_id, subscription_id, state, attempts,
+                         next_attempt_at, created, updated)
+                     SELECT ?1, ?2, ?3, 'pending', 0, ?4, ?4, ?4
+                     WHERE EXISTS (SELECT 1 FROM event_subscriptions WHERE id = ?3)",
+                )
+                .map_err(backend)?;
+            for d in deliveries {
+                st.execute(params![d.id, event.id, d.subscription_id, event.time])
+                    .map_err(backend)?;
+            }
+            Ok(true)
+        })
+    }
+
+    fn event_get(&self, id: &str) -> StoreResult<Option<EventRow>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT id, event_type, subject, time, body FROM events WHERE id = ?1",
+            )?
+            .query_row([id], |r| {
+                Ok(EventRow {
+                    id: r.get(0)?,
+                    event_type: r.get(1)?,
+                    subject: r.get(2)?,
+                    time: r.get(3)?,
+                    body: r.get(4)?,
+                })
+            })
+            .optional()
+        })
+    }
+
+    fn delivery_claim(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<DeliveryRow>> {
+        self.write(|tx| {
+            let mut rows: Vec<DeliveryRow> = tx
+                .prepare_cached(&format!(
+                    "SELECT {DELIVERY_COLS} FROM event_deliveries d
+                       JOIN events e ON e.id = d.event_id
+                       JOIN event_subscriptions s ON s.id = d.subscription_id
+                     WHERE d.state = 'pending' AND d.next_attempt_at <= ?1 AND s.enabled = 1
+                     ORDER BY d.next_attempt_at LIMIT ?2"
+                ))
+                .and_then(|mut st| {
+                    st.query_map(params![now, limit as i64], delivery_from_row)?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(backend)?;
+            let mut st = tx
+                .prepare_cached("UPDATE event_deliveries SET next_attempt_at = ?2 WHERE id = ?1")
+                .map_err(backend)?;
+            for d in &mut rows {
+                st.execute(params![d.id, lease_until]).map_err(backend)?;
+                d.next_attempt_at = lease_until;
+            }
+            Ok(rows)
+        })
+    }
+
+    fn delivery_next_due(&self) -> StoreResult<Option<i64>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT MIN(d.next_attempt_at) FROM event_deliveries d
+                   JOIN event_subscriptions s ON s.id = d.subscription_id
+                 WHERE d.state = 'pending' AND s.enabled = 1",
+            )?
+            .query_row([], |r| r.get(0))
+        })
+    }
+
+    fn delivery_record(
+        &self,
+        attempt: &DeliveryAttemptRow,
+        state: DeliveryState,
+        next_attempt_at: i64,
+    ) -> StoreResult<()> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE event_deliveries SET state = ?2, attempts = ?3, next_attempt_at = ?4,
+                         updated = ?5
+                     WHERE id = ?1",
+                    params![
+                        attempt.delivery_id,
+                        state.as_str(),
+                        attempt.attempt,
+                        next_attempt_at,
+                        attempt.time
+                    ],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            tx.execute(
+                "INSERT INTO event_delivery_attempts (delivery_id, attempt, time, status_code,
+                     error, duration_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (delivery_id, attempt) DO UPDATE SET time = excluded.time,
+                     status_code = excluded.status_code, error = excluded.error,
+                     duration_ms = excluded.duration_ms",
+                params![
+                    attempt.delivery_id,
+                    attempt.attempt,
+                    attempt.time,
+                    attempt.status_code,
+                    attempt.error,
+                    attempt.duration_ms
+                ],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn delivery_log(
+        &self,
+        subscription_id: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<DeliveryLogEntry>> {
+        self.read(|c| {
+            let deliveries: Vec<DeliveryRow> = c
+                .prepare_cached(&format!(
+                    "SELECT {DELIVERY_COLS} FROM event_deliveries d
+                       JOIN events e ON e.id = d.event_id
+                     WHERE d.subscription_id = ?1
+                     ORDER BY d.created DESC, d.id DESC LIMIT ?2"
+                ))?
+                .query_map(params![subscription_id, limit as i64], delivery_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut st = c.prepare_cached(
+                "SELECT delivery_id, attempt, time, status_code, error, duration_ms
+                 FROM event_delivery_attempts WHERE delivery_id = ?1 ORDER BY attempt",
+            )?;
+            deliveries
+                .into_iter()
+                .map(|delivery| {
+                    let attempts = st
+                        .query_map([&delivery.id], attempt_from_row)?
+                        .collect::<rusqlite::Result<_>>()?;
+                    Ok(DeliveryLogEntry { delivery, attempts })
+                })
+                .collect()
+        })
+    }
+
+    fn expiry_due(&self, now: i64, near_before: i64, limit: usize) -> StoreResult<Vec<ExpiryDue>> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {EXPIRY_KEY_SQL} AS once_key, vt.tenant_id, v.vault, s.name, v.version,
+                        v.nbf, v.exp
+                 FROM secret_versions v
+                   JOIN secrets s ON s.vault = v.vault AND s.name_key = v.name_key
+                   JOIN vaults vt ON vt.name = v.vault
+                 WHERE v.exp IS NOT NULL AND v.exp <= ?2 AND s.deleted_at IS NULL
+                   AND NOT EXISTS (SELECT 1 FROM event_once o WHERE o.key = {EXPIRY_KEY_SQL})
+                 ORDER BY v.exp, v.vault, v.name_key, v.seq LIMIT ?3"
+            ))?
+            .query_map(params![now, near_before, limit as i64], |r| {
+                let exp: i64 = r.get(6)?;
+                Ok(ExpiryDue {
+                    kind: if exp <= now {
+                        ExpiryKind::Expired
+                    } else {
+                        ExpiryKind::NearExpiry
+                    },
+                    once_key: r.get(0)?,
+                    tenant_id: r.get(1)?,
+                    vault: r.get(2)?,
+                    name: r.get(3)?,
+                    version: r.get(4)?,
+                    nbf: r.get(5)?,
+                    exp,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    fn events_prune(&self, before: i64) -> StoreResult<usize> {
+        self.write(|tx| {
+            tx.execute(
+                "DELETE FROM events WHERE time < ?1 AND NOT EXISTS
+                   (SELECT 1 FROM event_deliveries d WHERE d.event_id = events.id AND d.state = 'pending')",
+                [before],
+            )
+            .map_err(backend)
         })
     }
 }

@@ -9,9 +9,11 @@ mod datakeys;
 mod error;
 mod paging;
 mod service;
+mod watch;
 
 pub use error::VaultError;
 pub use paging::{Page, PageMarker};
 pub use service::{
     DeletedSecret, Secret, SecretUpdate, SecretVersion, SetSecret, VaultRef, Vaults, MAX_PAGE,
 };
+pub use watch::SecretWatch;

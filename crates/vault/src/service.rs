@@ -9,6 +9,7 @@ use zeroize::Zeroizing;
 
 use crate::datakeys::DataKeyCache;
 use crate::paging::{Page, PageMarker};
+use crate::watch::{SecretWatch, Watchers};
 use crate::VaultError;
 
 /// Largest page a list operation returns (Key Vault's `maxresults` limit).
@@ -98,6 +99,7 @@ pub struct Vaults {
     kek: Arc<Kek>,
     clock: SharedClock,
     keys: DataKeyCache,
+    watchers: Watchers,
 }
 
 fn meta_of(row: &VersionRow) -> SecretVersion {
@@ -137,6 +139,7 @@ impl Vaults {
             kek,
             clock,
             keys: DataKeyCache::new(100_000),
+            watchers: Watchers::default(),
         }
     }
 
@@ -250,6 +253,7 @@ impl Vaults {
             }
             Err(e) => return Err(e.into()),
         }
+        self.watchers.notify(&vault.name, &row.name_key);
         // The stored display name and previous version come from the store.
         let stored = self
             .store
@@ -314,7 +318,12 @@ impl Vaults {
             .store
             .version_promote(&vault.name, &name.key(), version)
         {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                // Consumers watching the secret learn of the new current
+                // version at once.
+                self.notify(vault, name.as_str());
+                Ok(())
+            }
             Err(StoreError::AlreadyExists) => Err(VaultError::AlreadyExists(format!(
                 "{name}: a newer version was written while version {version} was staged"
             ))),
@@ -437,6 +446,59 @@ impl Vaults {
         })
     }
 
+    /// Wakes every waiter of [`next_version`](Self::next_version) on this
+    /// secret so that it re-reads the latest version. Every operation here
+    /// that can change the latest version calls it; an operation elsewhere
+    /// that changes it (e.g. rotation promoting a version) must call it
+    /// after its change is committed.
+    pub fn notify(&self, vault: &VaultRef, name: &str) {
+        self.watchers.notify(&vault.name, name);
+    }
+
+    /// A subscription to this secret's change notifications (see
+    /// [`notify`](Self::notify)).
+    pub fn subscribe(&self, vault: &VaultRef, name: &str) -> SecretWatch {
+        self.watchers.subscribe(&vault.name, name)
+    }
+
+    /// Number of secrets that have at least one waiter.
+    pub fn watched_secrets(&self) -> usize {
+        self.watchers.watched()
+    }
+
+    /// The latest version, as soon as it is not `after` (at once when it
+    /// already differs, or when `after` is `None`). Waits for a
+    /// notification otherwise; the caller bounds the wait (drop the future
+    /// to stop waiting). Fails as [`get`](Self::get) does: a missing or
+    /// deleted secret, or a disabled latest version (when it differs from
+    /// `after`).
+    pub async fn next_version(
+        &self,
+        vault: &VaultRef,
+        name: &str,
+        after: Option<&str>,
+    ) -> Result<Secret, VaultError> {
+        let parsed = SecretName::parse(name)?;
+        // Subscribe before reading, so that a change between the read and
+        // the wait is not missed.
+        let mut watch = self.watchers.subscribe(&vault.name, &parsed.key());
+        loop {
+            let row = self.find(vault, &parsed, None)?;
+            let unchanged = after.is_some_and(|a| a.eq_ignore_ascii_case(&row.version));
+            if !unchanged {
+                if !row.enabled {
+                    return Err(VaultError::Disabled("get"));
+                }
+                let value = self.open_value(vault, &row)?;
+                return Ok(Secret {
+                    meta: meta_of(&row),
+                    value,
+                });
+            }
+            watch.changed().await;
+        }
+    }
+
     /// Changes a version's attributes, content type or tags.
     pub fn update(
         &self,
@@ -485,7 +547,7 @@ impl Vaults {
             deletion.deleted_at,
             deletion.purge_at,
         ) {
-            Ok(()) => {}
+            Ok(()) => self.watchers.notify(&vault.name, &name.key()),
             Err(StoreError::NotFound) => return Err(not_found(&name, None)),
             Err(e) => return Err(e.into()),
         }
@@ -517,7 +579,10 @@ impl Vaults {
             .store
             .secret_recover(&vault.name, &deleted.meta.name.to_ascii_lowercase())
         {
-            Ok(()) => Ok(deleted.meta),
+            Ok(()) => {
+                self.watchers.notify(&vault.name, &deleted.meta.name);
+                Ok(deleted.meta)
+            }
             Err(StoreError::NotFound) => Err(VaultError::DeletedSecretNotFound(name.to_owned())),
             Err(e) => Err(e.into()),
         }
@@ -538,6 +603,7 @@ impl Vaults {
         match self.store.secret_purge(&vault.name, &name.key()) {
             Ok(()) => {
                 self.keys.forget(versions);
+                self.watchers.notify(&vault.name, &name.key());
                 Ok(())
             }
             Err(StoreError::NotFound) => Err(VaultError::DeletedSecretNotFound(name.to_string())),
@@ -688,7 +754,7 @@ impl Vaults {
             rows.push(v.to_row(vault, &name, kek_id, wrapped_dek, ciphertext));
         }
         match self.store.secret_restore(&rows) {
-            Ok(()) => {}
+            Ok(()) => self.watchers.notify(&vault.name, &name.key()),
             Err(StoreError::AlreadyExists) => {
                 return Err(VaultError::AlreadyExists(name.to_string()))
             }

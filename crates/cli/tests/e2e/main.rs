@@ -4,20 +4,26 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod agent;
 mod at_rest;
 mod audit;
 mod auth;
 mod backup;
 mod cli;
+mod client;
+mod consumers;
+mod events;
 mod management;
 mod paging;
 mod persistence;
 mod rbac;
 mod rotation;
+mod seed;
 mod startup;
 mod token_endpoint;
 mod users;
 mod vault_api;
+mod watch;
 
 use std::collections::HashSet;
 use std::process::{Command, Output};

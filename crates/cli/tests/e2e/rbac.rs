@@ -427,12 +427,6 @@ async fn operation(admin: &Admin<'_>, action: &str, i: usize) -> Operation {
             admin.api("/lockstep/v1/dev/time-shift"),
             Some(json!({"by": "PT1S"})),
         ),
-        "Lockstep/audit/read" => op(
-            Api::Management,
-            Method::GET,
-            admin.api("/lockstep/v1/audit?limit=1"),
-            None,
-        ),
         "Lockstep/users/read" => op(
             Api::Management,
             Method::GET,
@@ -443,29 +437,62 @@ async fn operation(admin: &Admin<'_>, action: &str, i: usize) -> Operation {
             Api::Management,
             Method::POST,
             admin.api("/lockstep/v1/users"),
-            Some(json!({
-                "userPrincipalName": format!("made-{i}@contoso.test"),
-                "displayName": "made",
-                "password": "Matrix-pass-phrase-ok",
-            })),
+            Some(
+                json!({"userPrincipalName": format!("u{i}@example.test"), "displayName": "U", "password": "correct horse battery staple"}),
+            ),
         ),
         "Lockstep/users/delete" => {
-            let upn = format!("doomed-{i}@contoso.test");
-            admin
+            let u = admin
                 .ok(
                     Method::POST,
                     &admin.api("/lockstep/v1/users"),
                     &admin.mgmt,
-                    Some(json!({"userPrincipalName": upn, "displayName": "doomed", "password": "Matrix-pass-phrase-ok"})),
+                    Some(json!({"userPrincipalName": format!("gone{i}@example.test"), "displayName": "G", "password": "correct horse battery staple"})),
                 )
                 .await;
+            let id = u["id"].as_str().unwrap();
             op(
                 Api::Management,
                 Method::DELETE,
-                admin.api(&format!("/lockstep/v1/users/{upn}")),
+                admin.api(&format!("/lockstep/v1/users/{id}")),
                 None,
             )
         }
+        "Lockstep/subscriptions/read" => op(
+            Api::Management,
+            Method::GET,
+            admin.api("/lockstep/v1/subscriptions"),
+            None,
+        ),
+        "Lockstep/subscriptions/write" => op(
+            Api::Management,
+            Method::POST,
+            admin.api("/lockstep/v1/subscriptions"),
+            Some(json!({"endpoint": format!("https://127.0.0.1:1/w{i}")})),
+        ),
+        "Lockstep/subscriptions/delete" => {
+            let sub = admin
+                .ok(
+                    Method::POST,
+                    &admin.api("/lockstep/v1/subscriptions"),
+                    &admin.mgmt,
+                    Some(json!({"endpoint": format!("https://127.0.0.1:1/d{i}")})),
+                )
+                .await;
+            let id = sub["id"].as_str().unwrap();
+            op(
+                Api::Management,
+                Method::DELETE,
+                admin.api(&format!("/lockstep/v1/subscriptions/{id}")),
+                None,
+            )
+        }
+        "Lockstep/audit/read" => op(
+            Api::Management,
+            Method::GET,
+            admin.api("/lockstep/v1/audit?limit=1"),
+            None,
+        ),
         "Lockstep/signingKeys/rotate" => op(
             Api::Management,
             Method::POST,

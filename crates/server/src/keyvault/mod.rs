@@ -11,8 +11,9 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use lockstep_events::EventType;
 use lockstep_identity::{actions, Principal, Scope};
-use lockstep_vault::{Page, PageMarker, SecretUpdate, SetSecret, VaultRef};
+use lockstep_vault::{Page, PageMarker, SecretUpdate, SecretVersion, SetSecret, VaultRef};
 use serde::Serialize;
 use zeroize::{Zeroize, Zeroizing};
 
@@ -150,6 +151,7 @@ async fn serve(
         (&Method::PUT, ["secrets", name]) => set(call, name).await,
         (&Method::GET, ["secrets", name] | ["secrets", name, ""]) => get(call, name, None).await,
         (&Method::GET, ["secrets", name, "versions"]) => list_versions(call, name).await,
+        (&Method::GET, ["secrets", name, "watch"]) => watch(call, name).await,
         (&Method::GET, ["secrets", name, version]) => get(call, name, Some(version)).await,
         (&Method::PATCH, ["secrets", name] | ["secrets", name, ""]) => {
             update(call, name, None).await
@@ -297,7 +299,9 @@ async fn set(mut call: Call, name: &str) -> Result<Response, KvError> {
     let vault = call.vault.clone();
     let name = name.to_owned();
     let secret = run_blocking(call.state.clone(), move |s| {
-        s.vaults.set(&vault, &name, input)
+        let secret = s.vaults.set(&vault, &name, input)?;
+        publish_new_version(s, &vault, &secret.meta);
+        Ok(secret)
     })
     .await?;
     call.event(
@@ -312,6 +316,24 @@ async fn set(mut call: Call, name: &str) -> Result<Response, KvError> {
     ))
 }
 
+/// Publishes `Microsoft.KeyVault.SecretNewVersionCreated` for a stored
+/// version. The version is stored whatever happens here, so a failure is
+/// logged, not returned.
+fn publish_new_version(state: &Shared, vault: &VaultRef, meta: &SecretVersion) {
+    let published = state.events.publish_secret(
+        EventType::SecretNewVersionCreated,
+        &vault.tenant_id,
+        &vault.name,
+        &meta.name,
+        &meta.version,
+        meta.attributes.nbf,
+        meta.attributes.exp,
+    );
+    if let Err(e) = published {
+        tracing::warn!(vault = %vault.name, secret = %meta.name, error = %e, "cannot publish SecretNewVersionCreated");
+    }
+}
+
 async fn get(call: Call, name: &str, version: Option<&str>) -> Result<Response, KvError> {
     call.allow_secret(actions::SECRET_GET, name)?;
     let secret = call.state.vaults.get(&call.vault, name, version)?;
@@ -320,6 +342,60 @@ async fn get(call: Call, name: &str, version: Option<&str>) -> Result<Response, 
         &secret.meta,
         Some(&secret.value),
     ))
+}
+
+/// Longest wait a watch accepts, in seconds.
+const WATCH_MAX_SECONDS: u64 = 60;
+/// Wait of a watch without `timeout`, in seconds.
+const WATCH_DEFAULT_SECONDS: u64 = 30;
+
+/// `GET /secrets/{name}/watch?after={version}&timeout={seconds}`, a
+/// Lockstep extension: the latest version (as `GET /secrets/{name}/` returns
+/// it) as soon as it is not `after`, or 204 when `timeout` passes first (or
+/// the server is stopping).
+async fn watch(call: Call, name: &str) -> Result<Response, KvError> {
+    call.allow_secret(actions::SECRET_GET, name)?;
+    let after = match query_value(&call.query, "after").filter(|a| !a.is_empty()) {
+        None => None,
+        Some(a) => Some(
+            lockstep_core::VersionId::parse(a)
+                .map_err(|_| KvError::bad("Query parameter 'after' is not a secret version."))?
+                .as_str()
+                .to_owned(),
+        ),
+    };
+    let timeout = match query_value(&call.query, "timeout") {
+        None => WATCH_DEFAULT_SECONDS,
+        Some(t) => match t.parse::<u64>() {
+            Ok(n) if n <= WATCH_MAX_SECONDS => n,
+            _ => {
+                return Err(KvError::bad(format!(
+                    "Query parameter 'timeout' must be an integer number of seconds from 0 to {WATCH_MAX_SECONDS}."
+                )))
+            }
+        },
+    };
+    let mut stopping = call.state.stopping.subscribe();
+    let waited = tokio::select! {
+        r = tokio::time::timeout(
+            std::time::Duration::from_secs(timeout),
+            call.state.vaults.next_version(&call.vault, name, after.as_deref()),
+        ) => r.ok(),
+        _ = stopping.wait_for(|s| *s) => None,
+    };
+    match waited {
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+        Some(secret) => {
+            let secret = secret?;
+            // Access may have been revoked while the request waited.
+            call.allow_secret(actions::SECRET_GET, name)?;
+            ok(&SecretBundle::new(
+                &call.base,
+                &secret.meta,
+                Some(&secret.value),
+            ))
+        }
+    }
 }
 
 async fn update(mut call: Call, name: &str, version: Option<&str>) -> Result<Response, KvError> {

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod roles;
 pub mod rotation;
+pub mod subscriptions;
 pub mod users;
 
 use axum::extract::{Path, State};
@@ -64,8 +65,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Authenticates the caller by a token for `api://lockstep` (recorded in
-/// the request's audit context), without any authorization check.
+/// The caller, authenticated by a token for `api://lockstep` (no
+/// authorization yet); recorded in the request's audit context.
 pub(crate) fn authenticated(
     state: &Shared,
     headers: &HeaderMap,

@@ -233,8 +233,8 @@ pub struct CreateUser {
 /// `POST /lockstep/v1/users` (needs `Lockstep/users/write`).
 pub async fn create(
     State(state): State<Shared>,
-    audit: AuditHandle,
     headers: HeaderMap,
+    audit: AuditHandle,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = caller(&state, &headers, &audit, actions::USER_WRITE, Scope::tenant)?;
@@ -270,8 +270,8 @@ pub struct ListQuery {
 /// caller's tenant by principal name, paged with `top` and `nextLink`.
 pub async fn list(
     State(state): State<Shared>,
-    audit: AuditHandle,
     headers: HeaderMap,
+    audit: AuditHandle,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     let p = caller(&state, &headers, &audit, actions::USER_READ, Scope::tenant)?;
@@ -312,9 +312,9 @@ pub async fn list(
 /// `GET /lockstep/v1/users/{id or userPrincipalName}` (needs `Lockstep/users/read`).
 pub async fn show(
     State(state): State<Shared>,
-    audit: AuditHandle,
     Path(key): Path<String>,
     headers: HeaderMap,
+    audit: AuditHandle,
 ) -> Result<Response, ApiError> {
     let p = caller(&state, &headers, &audit, actions::USER_READ, Scope::tenant)?;
     let user = state.users.get(&p.tenant_id, &key)?;
@@ -336,9 +336,9 @@ pub struct UpdateUser {
 /// reset the `password`. Disabling a user stops its tokens at once.
 pub async fn update(
     State(state): State<Shared>,
-    audit: AuditHandle,
     Path(key): Path<String>,
     headers: HeaderMap,
+    audit: AuditHandle,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = caller(&state, &headers, &audit, actions::USER_WRITE, Scope::tenant)?;
@@ -381,9 +381,9 @@ pub async fn update(
 /// `Lockstep/users/delete`): removes the user and its role assignments.
 pub async fn delete(
     State(state): State<Shared>,
-    audit: AuditHandle,
     Path(key): Path<String>,
     headers: HeaderMap,
+    audit: AuditHandle,
 ) -> Result<Response, ApiError> {
     let p = caller(
         &state,
@@ -412,9 +412,9 @@ pub struct ChangePassword {
 /// `PATCH`.
 pub async fn change_password(
     State(state): State<Shared>,
-    audit: AuditHandle,
     Path(key): Path<String>,
     headers: HeaderMap,
+    audit: AuditHandle,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = authenticated(&state, &headers, &audit)?;
