@@ -326,7 +326,18 @@ async fn unknown_users_and_wrong_passwords_get_the_same_401() {
     .await;
     assert_eq!(status, 400);
     assert!(!body.to_string().contains("Secret-in-an-array-1"));
-    assert_nowhere(&s, &[ALICE_PW, wrong_pw, "Secret-in-an-array-1"]);
+    // A password typed into the user-name field is recorded nowhere either
+    // (no log line, no audit record carries an attempted name).
+    let typo = "Hunter2-typed-in-the-name-field";
+    let (status, _) = login(&s, json!({"username": typo, "password": ALICE_PW})).await;
+    assert_eq!(status, 401);
+    let (status, _) = login(
+        &s,
+        json!({"username": format!("{typo}@contoso.test"), "password": "x"}),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_nowhere(&s, &[ALICE_PW, wrong_pw, "Secret-in-an-array-1", typo]);
 }
 
 #[tokio::test]
@@ -544,6 +555,21 @@ async fn passwords_change_only_with_the_current_one_and_follow_the_policy() {
     assert_eq!(page["value"][0]["userPrincipalName"], "bob@contoso.test");
     assert!(page.get("nextLink").is_none());
 
+    // The audit log has the changes, by id, with an intent record before
+    // the user's own change (see docs/audit.md).
+    let audit = std::fs::read_to_string(s.data_dir().join("audit.log")).unwrap();
+    let user_target = format!("/tenants/{}/users/{id}", s.admin.tenant_id);
+    for event in ["UserCreated", "UserPasswordChanged", "UserPasswordReset"] {
+        assert!(
+            audit
+                .lines()
+                .any(|l| l.contains(event) && l.contains(&user_target)),
+            "{event} for {user_target} missing from the audit log"
+        );
+    }
+    assert!(audit
+        .lines()
+        .any(|l| l.contains("intent") && l.contains("Lockstep/users/changePassword/action")));
     assert_nowhere(
         &s,
         &[

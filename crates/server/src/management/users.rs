@@ -26,6 +26,15 @@ use crate::audit::AuditHandle;
 use crate::config::MANAGEMENT_RESOURCE;
 use crate::state::Shared;
 
+/// The action recorded in the audit log for a user changing their own
+/// password. Not an RBAC action: no role grants it, only being the user.
+const CHANGE_PASSWORD_ACTION: &str = "Lockstep/users/changePassword/action";
+
+/// The audit target of a user.
+fn user_target(u: &UserRow) -> String {
+    format!("/tenants/{}/users/{}", u.tenant_id, u.object_id)
+}
+
 /// Default and largest page of `GET /lockstep/v1/users`.
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
@@ -165,7 +174,8 @@ pub async fn login(
             format!("Too many sign-in attempts; retry after {retry} seconds."),
         )
     };
-    if let Err(retry) = state.token_limits.login_per_address.check(&address) {
+    if let Err(t) = state.token_limits.login_per_address.check(&address) {
+        let retry = t.retry_after;
         state
             .metrics
             .inc("lockstep_login_requests_total", &[("result", "throttled")]);
@@ -175,11 +185,18 @@ pub async fn login(
     // Failed passwords are limited per address and user name, so that an
     // attacker elsewhere cannot lock the real user out.
     let failure_key = format!("{address}/{}", input.username.to_ascii_lowercase());
-    if !state.token_limits.login_failures.would_allow(&failure_key) {
+    if let Err(t) = state.token_limits.login_failures.peek(&failure_key) {
+        if t.first {
+            state.metrics.inc("lockstep_login_lockouts_total", &[]);
+            audit.event(
+                "RepeatedFailedSignIns",
+                format!("/users/{}", failure_key.rsplit('/').next().unwrap_or("")),
+            );
+        }
         state
             .metrics
             .inc("lockstep_login_requests_total", &[("result", "throttled")]);
-        return Err(throttled(60));
+        return Err(throttled(t.retry_after));
     }
     let tenant = input
         .tenant
@@ -202,18 +219,9 @@ pub async fn login(
             state
                 .metrics
                 .inc("lockstep_login_requests_total", &[("result", "refused")]);
-            if state
-                .token_limits
-                .login_failures
-                .check(&failure_key)
-                .is_err()
-            {
-                state.metrics.inc("lockstep_login_lockouts_total", &[]);
-                audit.event(
-                    "RepeatedFailedSignIns",
-                    format!("/users/{}", failure_key.rsplit('/').next().unwrap_or("")),
-                );
-            }
+            // Counts the failure; the next attempt is refused up front
+            // once the allowance is used up.
+            let _ = state.token_limits.login_failures.check(&failure_key);
             return Err(e);
         }
     };
@@ -234,6 +242,14 @@ pub async fn login(
             ),
             other => ApiError::internal(other),
         })?;
+    // Recorded only now: an attempted name (which may be a mistyped
+    // password) never reaches the audit log, only a signed-in user's id.
+    audit.authenticated(&lockstep_identity::Principal {
+        object_id: user.object_id.clone(),
+        tenant_id: user.tenant_id.clone(),
+        app_id: None,
+        kind: PrincipalKind::User,
+    });
     tracing::info!(user = %user.object_id, tenant = %user.tenant_id, "user signed in");
     Ok(no_store(
         Json(json!({
@@ -277,6 +293,7 @@ pub async fn create(
         )
     })
     .await?;
+    audit.event("UserCreated", user_target(&user));
     tracing::info!(user = %user.object_id, "user created");
     Ok((StatusCode::CREATED, Json(user_json(&user))).into_response())
 }
@@ -379,6 +396,7 @@ pub async fn update(
         let s = state.clone();
         let (tenant, id) = (p.tenant_id.clone(), user.object_id.clone());
         user = with_hashing(move || s.users.reset_password(&tenant, &id, &password)).await?;
+        audit.event("UserPasswordReset", user_target(&user));
         tracing::info!(user = %user.object_id, "user password reset by an administrator");
     }
     if input.display_name.is_some() || input.account_enabled.is_some() {
@@ -387,6 +405,14 @@ pub async fn update(
             enabled: input.account_enabled,
         };
         user = state.users.update(&p.tenant_id, &user.object_id, &patch)?;
+        if patch.display_name.is_some() {
+            audit.event("UserUpdated", user_target(&user));
+        }
+        match patch.enabled {
+            Some(true) => audit.event("UserEnabled", user_target(&user)),
+            Some(false) => audit.event("UserDisabled", user_target(&user)),
+            None => {}
+        }
         tracing::info!(user = %user.object_id, enabled = user.enabled, "user updated");
     }
     Ok(Json(user_json(&user)).into_response())
@@ -408,6 +434,7 @@ pub async fn delete(
         Scope::tenant,
     )?;
     let user = state.users.delete(&p.tenant_id, &key)?;
+    audit.event("UserDeleted", user_target(&user));
     tracing::info!(user = %user.object_id, "user deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -449,6 +476,17 @@ pub async fn change_password(
         Err(e) => return Err(e.into()),
     };
     let input: ChangePassword = parse_body(body)?;
+    // Allowed (it is the user themself): record that, and the intent,
+    // before changing anything, as every authorized change does.
+    audit.checked(CHANGE_PASSWORD_ACTION, &user_target(&user), true);
+    if let Err(e) = audit.intent(&state.audit) {
+        crate::audit::report(&e, &audit.request_id());
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "AuditLogUnavailable",
+            crate::audit::NOT_RECORDED,
+        ));
+    }
     let s = state.clone();
     let (tenant, id) = (user.tenant_id.clone(), user.object_id.clone());
     with_hashing(move || {
@@ -456,6 +494,7 @@ pub async fn change_password(
             .change_password(&tenant, &id, &input.current_password, &input.new_password)
     })
     .await?;
+    audit.event("UserPasswordChanged", user_target(&user));
     tracing::info!(user = %user.object_id, "user changed their password");
     Ok(StatusCode::NO_CONTENT.into_response())
 }

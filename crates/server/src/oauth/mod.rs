@@ -91,7 +91,8 @@ pub async fn token(
     body: Bytes,
 ) -> Response {
     let address = peer.ip().to_string();
-    if let Err(retry) = state.token_limits.per_address.check(&address) {
+    if let Err(t) = state.token_limits.per_address.check(&address) {
+        let retry = t.retry_after;
         state
             .metrics
             .inc("lockstep_token_requests_total", &[("result", "throttled")]);
@@ -179,11 +180,10 @@ fn failed_secret(state: &Shared, audit: &AuditHandle, e: TokenError, address: &s
         TokenError::InvalidSecret(app) | TokenError::ExpiredSecret(app) => app.clone(),
         _ => return e,
     };
-    let was_allowed = state.token_limits.failures_per_app.would_allow(&app);
     match state.token_limits.failures_per_app.check(&app) {
         Ok(()) => e,
-        Err(retry) => {
-            if was_allowed {
+        Err(t) => {
+            if t.first {
                 state
                     .metrics
                     .inc("lockstep_token_bad_secret_alerts_total", &[]);
@@ -193,7 +193,7 @@ fn failed_secret(state: &Shared, audit: &AuditHandle, e: TokenError, address: &s
                     format!("/applications(appId={app})"),
                 );
             }
-            TokenError::Throttled(retry)
+            TokenError::Throttled(t.retry_after)
         }
     }
 }
