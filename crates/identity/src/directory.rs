@@ -40,6 +40,9 @@ pub struct NewPassword {
     pub secret_text: Zeroizing<String>,
 }
 
+/// How long a deleted app can be restored (as in Entra).
+pub const APP_RESTORE_WINDOW: i64 = 30 * 86_400;
+
 /// Default lifetime of a password credential when none is asked for (2 years).
 pub const DEFAULT_PASSWORD_LIFETIME: i64 = 2 * 365 * 86_400;
 
@@ -289,6 +292,33 @@ impl Directory {
         match self.store.sp_by_object_id(&id)? {
             Some(sp) => Ok(Some(sp)),
             None => Ok(self.store.sp_by_app_id(&id)?),
+        }
+    }
+
+    /// Apps deleted within the last 30 days (restorable), newest first.
+    pub fn deleted_apps(&self, tenant_id: &str) -> Result<Vec<(AppRow, i64)>, DirectoryError> {
+        let since = self.clock.unix() - APP_RESTORE_WINDOW;
+        Ok(self.store.app_list_deleted(tenant_id, since)?)
+    }
+
+    /// Restores an app deleted within the last 30 days, with its
+    /// credentials as they were.
+    pub fn restore_app(&self, tenant_id: &str, object_id: &str) -> Result<AppRow, DirectoryError> {
+        let since = self.clock.unix() - APP_RESTORE_WINDOW;
+        let known = self
+            .store
+            .app_list_deleted(tenant_id, since)?
+            .iter()
+            .any(|(a, _)| a.object_id.eq_ignore_ascii_case(object_id));
+        if !known {
+            return Err(DirectoryError::AppNotFound(object_id.to_owned()));
+        }
+        match self
+            .store
+            .app_restore(&object_id.to_ascii_lowercase(), since)
+        {
+            Err(StoreError::NotFound) => Err(DirectoryError::AppNotFound(object_id.to_owned())),
+            other => Ok(other?),
         }
     }
 

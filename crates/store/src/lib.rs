@@ -136,6 +136,10 @@ pub trait Store: Send + Sync + 'static {
     fn app_rename(&self, object_id: &str, display_name: &str) -> StoreResult<()>;
     /// Soft-deletes an app at `now`; its credentials stop working.
     fn app_soft_delete(&self, object_id: &str, now: i64) -> StoreResult<()>;
+    /// Deleted apps of a tenant deleted at or after `since`, with their deletion time.
+    fn app_list_deleted(&self, tenant_id: &str, since: i64) -> StoreResult<Vec<(AppRow, i64)>>;
+    /// Restores an app deleted at or after `since`.
+    fn app_restore(&self, object_id: &str, since: i64) -> StoreResult<AppRow>;
     /// The service principal of an application id.
     fn sp_by_app_id(&self, app_id: &str) -> StoreResult<Option<ServicePrincipalRow>>;
     /// A service principal by object id.

@@ -857,6 +857,38 @@ impl Store for SqliteStore {
         })
     }
 
+    fn app_list_deleted(&self, tenant_id: &str, since: i64) -> StoreResult<Vec<(AppRow, i64)>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT object_id, tenant_id, app_id, display_name, created, deleted_at FROM apps
+                 WHERE tenant_id = ?1 AND deleted_at IS NOT NULL AND deleted_at >= ?2 ORDER BY deleted_at DESC",
+            )?
+            .query_map(params![tenant_id, since], |r| Ok((app_from_row(r)?, r.get(5)?)))?
+            .collect()
+        })
+    }
+
+    fn app_restore(&self, object_id: &str, since: i64) -> StoreResult<AppRow> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE apps SET deleted_at = NULL
+                     WHERE object_id = ?1 AND deleted_at IS NOT NULL AND deleted_at >= ?2",
+                    params![object_id, since],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            tx.query_row(
+                "SELECT object_id, tenant_id, app_id, display_name, created FROM apps WHERE object_id = ?1",
+                [object_id],
+                app_from_row,
+            )
+            .map_err(backend)
+        })
+    }
+
     fn sp_by_app_id(&self, app_id: &str) -> StoreResult<Option<ServicePrincipalRow>> {
         self.read(|c| {
             c.prepare_cached(

@@ -593,3 +593,160 @@ async fn crash_at_random_moments_never_loses_or_orphans_a_credential() {
         "crash test: seed {seed}, {rounds} crashes, {resumed} runs interrupted mid-step and resumed, runs by final state: {states:?}"
     );
 }
+
+#[tokio::test]
+async fn downtime_catch_up_rotates_once_and_reschedules_from_now() {
+    let server = dev_server().await;
+    let api = Api::new(&server).await;
+    api.bound_app(
+        "late",
+        "late-secret",
+        json!({"interval": "P30D", "jitter": "PT0S"}),
+    )
+    .await;
+    api.settle("late", 1).await;
+    // Five intervals pass at once (a server that was down for months).
+    let v = api
+        .ok(
+            Method::POST,
+            "/lockstep/v1/dev/time-shift",
+            Some(json!({"by": "P150D"})),
+        )
+        .await;
+    let now = v["now"].as_i64().unwrap();
+    let runs = api.settle("late", 2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // several scheduler ticks
+    let runs_after = api.settle("late", 2).await;
+    assert_eq!(
+        runs_after.len(),
+        2,
+        "one catch-up rotation, not one per missed interval: {runs:?}"
+    );
+    let b = api
+        .ok(Method::GET, "/lockstep/v1/rotation/bindings/late", None)
+        .await;
+    let next = b["nextDue"].as_i64().unwrap();
+    assert!(
+        next >= now + 30 * 86_400 - 5 && next <= now + 30 * 86_400 + 60,
+        "next rotation one interval after the catch-up: {b}"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_binding_raises_one_event_and_backs_off() {
+    let server = dev_server().await;
+    let api = Api::new(&server).await;
+    // Verification calls a probe that refuses; it gives up after a second.
+    let app = api
+        .bound_app(
+            "failing",
+            "failing-secret",
+            json!({"jitter": "PT0S", "probeUrl": "http://127.0.0.1:9/never", "verifyTimeout": "PT1S"}),
+        )
+        .await;
+    let runs = api.settle("failing", 1).await;
+    assert_eq!(runs[0]["state"], "failed", "{}", runs[0]);
+    assert!(runs[0]["error"].as_str().unwrap().contains("probe"));
+    // What the failed run created is gone; nothing else was touched.
+    assert!(api.credentials(&app).await.is_empty());
+    // It backs off instead of retrying every tick.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(api.settle("failing", 1).await.len(), 1, "no retry storm");
+    let b = api
+        .ok(Method::GET, "/lockstep/v1/rotation/bindings/failing", None)
+        .await;
+    assert_eq!(b["failures"], 1);
+    let status = api.ok(Method::GET, "/lockstep/v1/status", None).await;
+    assert!(
+        b["nextDue"].as_i64().unwrap() > status["now"].as_i64().unwrap() + 60,
+        "{b}"
+    );
+    let (_, _, metrics) = server
+        .send(
+            Method::GET,
+            &format!("{}/metrics", server.authority()),
+            None,
+            None,
+        )
+        .await;
+    assert!(metrics
+        .as_str()
+        .unwrap()
+        .contains("lockstep_rotations_total{result=\"failed\"} 1"));
+}
+
+#[tokio::test]
+async fn time_shift_exists_only_in_development_mode() {
+    let server = Server::start().await;
+    let api = Api::new(&server).await;
+    let (s, v) = api
+        .call(
+            Method::POST,
+            "/lockstep/v1/dev/time-shift",
+            Some(json!({"by": "P71D"})),
+        )
+        .await;
+    assert_eq!(s, 404, "{v}");
+}
+
+#[tokio::test]
+async fn deleted_apps_can_be_restored_within_thirty_days() {
+    let server = dev_server().await;
+    let api = Api::new(&server).await;
+    let app = api
+        .ok(
+            Method::POST,
+            "/v1.0/applications",
+            Some(json!({"displayName": "restorable"})),
+        )
+        .await;
+    let id = app["id"].as_str().unwrap();
+    let pw = api
+        .ok(
+            Method::POST,
+            &format!("/v1.0/applications/{id}/addPassword"),
+            Some(json!({})),
+        )
+        .await;
+    let secret = pw["secretText"].as_str().unwrap();
+    let app_id = app["appId"].as_str().unwrap();
+    api.ok(Method::DELETE, &format!("/v1.0/applications/{id}"), None)
+        .await;
+    let (s, _) = server
+        .token_response(app_id, secret, "api://lockstep/.default")
+        .await;
+    assert_eq!(
+        s, 400,
+        "a deleted app's secrets stop working (unknown client)"
+    );
+    let deleted = api
+        .ok(
+            Method::GET,
+            "/v1.0/directory/deletedItems/microsoft.graph.application",
+            None,
+        )
+        .await;
+    assert_eq!(deleted["value"][0]["id"], id);
+    api.ok(
+        Method::POST,
+        &format!("/v1.0/directory/deletedItems/{id}/restore"),
+        None,
+    )
+    .await;
+    let (s, _) = server
+        .token_response(app_id, secret, "api://lockstep/.default")
+        .await;
+    assert_eq!(s, 200, "restored with its secrets");
+    // After 30 days a deleted app is gone for good.
+    api.ok(Method::DELETE, &format!("/v1.0/applications/{id}"), None)
+        .await;
+    api.shift("P31D").await;
+    let (s, v) = api
+        .call(
+            Method::POST,
+            &format!("/v1.0/directory/deletedItems/{id}/restore"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 404, "{v}");
+}

@@ -233,6 +233,10 @@ async fn serve(state: Shared, audit: AuditHandle, req: Request) -> Result<Respon
             remove_password(&call, id, &body)
         }
         (&Method::GET, ["servicePrincipals"]) => list_service_principals(&call),
+        (&Method::GET, ["directory", "deletedItems", "microsoft.graph.application"]) => {
+            list_deleted_apps(&call)
+        }
+        (&Method::POST, ["directory", "deletedItems", id, "restore"]) => restore_app(&call, id),
         (&Method::GET, ["policies", "defaultAppManagementPolicy"]) => get_policy(&call),
         (&Method::PATCH, ["policies", "defaultAppManagementPolicy"]) => update_policy(&call, &body),
         _ => Err(GraphError::new(
@@ -628,4 +632,49 @@ fn update_policy(call: &Call, body: &Bytes) -> Result<Response, GraphError> {
         .directory
         .set_app_policy(&call.principal.tenant_id, &p)?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /directory/deletedItems/microsoft.graph.application`: apps deleted
+/// in the last 30 days.
+fn list_deleted_apps(call: &Call) -> Result<Response, GraphError> {
+    call.allow(actions::APP_READ, call.tenant())?;
+    let deleted = call
+        .state
+        .directory
+        .deleted_apps(&call.principal.tenant_id)?;
+    let mut value = Vec::new();
+    for (app, at) in &deleted {
+        let mut v = app_json(call, app)?;
+        v["deletedDateTime"] = json!(iso(*at));
+        value.push(v);
+    }
+    Ok(Json(with_context(
+        call,
+        json!({ "value": value }),
+        "directory/deletedItems/microsoft.graph.application",
+    ))
+    .into_response())
+}
+
+/// `POST /directory/deletedItems/{id}/restore`: undoes a delete within 30
+/// days; the app's client secrets work again.
+fn restore_app(call: &Call, id: &str) -> Result<Response, GraphError> {
+    call.allow(
+        actions::APP_DELETE,
+        Scope::application(&call.principal.tenant_id, &id.to_ascii_lowercase()),
+    )?;
+    let app = call
+        .state
+        .directory
+        .restore_app(&call.principal.tenant_id, id)?;
+    call.audit.event(
+        "ApplicationRestored",
+        call.app_scope(&app).as_str().to_owned(),
+    );
+    Ok(Json(with_context(
+        call,
+        app_json(call, &app)?,
+        "directoryObjects/$entity",
+    ))
+    .into_response())
 }
