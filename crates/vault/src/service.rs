@@ -203,14 +203,14 @@ impl Vaults {
         Ok((wrapped.kek_id, wrapped.sealed, ciphertext))
     }
 
-    /// Stores a new version of a secret (creating the secret if needed).
-    pub fn set(
+    /// Validates `input` and seals it as a new version row of `name`
+    /// (its `seq` and previous version are assigned by the store).
+    fn new_row(
         &self,
         vault: &VaultRef,
-        name: &str,
-        input: SetSecret,
-    ) -> Result<Secret, VaultError> {
-        let name = SecretName::parse(name)?;
+        name: &SecretName,
+        input: &SetSecret,
+    ) -> Result<VersionRow, VaultError> {
         if input.value.len() > SecretLimits::MAX_VALUE_BYTES {
             return Err(VaultError::BadParameter(format!(
                 "The secret value exceeds the maximum allowed size of {} bytes.",
@@ -220,14 +220,14 @@ impl Vaults {
         if let Some(ct) = &input.content_type {
             SecretLimits::check_content_type(ct).map_err(VaultError::BadParameter)?;
         }
-        let tags = input.tags.unwrap_or_default();
+        let tags = input.tags.clone().unwrap_or_default();
         SecretLimits::check_tags(&tags).map_err(VaultError::BadParameter)?;
         check_times(input.nbf, input.exp)?;
         let now = self.clock.unix();
         let version = lockstep_crypto::random::version_id();
         let (kek_id, wrapped_dek, ciphertext) =
-            self.seal_row(vault, &name, &version, input.value.as_bytes())?;
-        let mut row = VersionRow {
+            self.seal_row(vault, name, &version, input.value.as_bytes())?;
+        Ok(VersionRow {
             vault: vault.name.clone(),
             name_key: name.key(),
             name: name.as_str().to_owned(),
@@ -238,14 +238,25 @@ impl Vaults {
             exp: input.exp,
             created: now,
             updated: now,
-            content_type: input.content_type,
+            content_type: input.content_type.clone(),
             tags,
             managed: input.managed,
             previous_version: None,
             kek_id,
             wrapped_dek,
             ciphertext,
-        };
+        })
+    }
+
+    /// Stores a new version of a secret (creating the secret if needed).
+    pub fn set(
+        &self,
+        vault: &VaultRef,
+        name: &str,
+        input: SetSecret,
+    ) -> Result<Secret, VaultError> {
+        let name = SecretName::parse(name)?;
+        let mut row = self.new_row(vault, &name, &input)?;
         match self.store.version_insert(&row) {
             Ok(seq) => row.seq = seq,
             Err(StoreError::DeletedButRecoverable) => {
@@ -275,31 +286,7 @@ impl Vaults {
         input: SetSecret,
     ) -> Result<SecretVersion, VaultError> {
         let name = SecretName::parse(name)?;
-        let tags = input.tags.unwrap_or_default();
-        SecretLimits::check_tags(&tags).map_err(VaultError::BadParameter)?;
-        let now = self.clock.unix();
-        let version = lockstep_crypto::random::version_id();
-        let (kek_id, wrapped_dek, ciphertext) =
-            self.seal_row(vault, &name, &version, input.value.as_bytes())?;
-        let row = VersionRow {
-            vault: vault.name.clone(),
-            name_key: name.key(),
-            name: name.as_str().to_owned(),
-            seq: 0,
-            version,
-            enabled: input.enabled.unwrap_or(true),
-            nbf: input.nbf,
-            exp: input.exp,
-            created: now,
-            updated: now,
-            content_type: input.content_type,
-            tags,
-            managed: input.managed,
-            previous_version: None,
-            kek_id,
-            wrapped_dek,
-            ciphertext,
-        };
+        let row = self.new_row(vault, &name, &input)?;
         match self.store.version_insert_staged(&row) {
             Ok(_) => {}
             Err(StoreError::DeletedButRecoverable) => {

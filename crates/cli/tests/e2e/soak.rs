@@ -126,6 +126,28 @@ struct Counts {
     expired_token_retries: AtomicU64,
 }
 
+/// Asks the token endpoint for an `api://lockstep` token with a client secret.
+async fn request_token(
+    http: &reqwest::Client,
+    url: &str,
+    app_id: &str,
+    secret: &str,
+) -> (reqwest::StatusCode, Value) {
+    let resp = http
+        .post(url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", app_id),
+            ("client_secret", secret),
+            ("scope", "api://lockstep/.default"),
+        ])
+        .send()
+        .await
+        .expect("token endpoint reachable");
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
 /// One consumer: read the latest secret through the client crate, get a
 /// token with it, call the API.
 #[allow(clippy::too_many_arguments)]
@@ -155,19 +177,7 @@ async fn consumer(
             .expect("read the secret");
         let mut token = None;
         for _ in 0..5 {
-            let resp = http
-                .post(&token_url)
-                .form(&[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", app_id.as_str()),
-                    ("client_secret", current.value.as_str()),
-                    ("scope", "api://lockstep/.default"),
-                ])
-                .send()
-                .await
-                .expect("token endpoint reachable");
-            let status = resp.status();
-            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            let (status, body) = request_token(&http, &token_url, &app_id, &current.value).await;
             if status.is_success() {
                 token = body["access_token"].as_str().map(str::to_owned);
                 break;
@@ -211,18 +221,7 @@ async fn consumer(
             // is expired afterwards: like any client, get a fresh one once.
             if attempt == 0 && why == "expired" {
                 counts.expired_token_retries.fetch_add(1, Ordering::Relaxed);
-                let resp = http
-                    .post(&token_url)
-                    .form(&[
-                        ("grant_type", "client_credentials"),
-                        ("client_id", app_id.as_str()),
-                        ("client_secret", current.value.as_str()),
-                        ("scope", "api://lockstep/.default"),
-                    ])
-                    .send()
-                    .await
-                    .expect("token endpoint reachable");
-                let body: Value = resp.json().await.unwrap_or(Value::Null);
+                let (_, body) = request_token(&http, &token_url, &app_id, &current.value).await;
                 match body["access_token"].as_str() {
                     Some(t) => token = t.to_owned(),
                     None => break,
