@@ -42,6 +42,10 @@ pub struct ServeArgs {
     /// How often the rotation scheduler looks for due work, in milliseconds.
     #[arg(long, env = "LOCKSTEP_SCHEDULER_TICK_MS")]
     scheduler_tick_ms: Option<u64>,
+    /// Token requests per second accepted from one client address (a burst
+    /// of twice as many); more are answered 429 with Retry-After.
+    #[arg(long, env = "LOCKSTEP_TOKEN_RATE_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
+    token_rate_limit: Option<u32>,
     /// TOML configuration file with the same settings (snake_case keys).
     #[arg(long, env = "LOCKSTEP_CONFIG")]
     config: Option<PathBuf>,
@@ -61,6 +65,7 @@ struct FileConfig {
     graph_resource: Option<String>,
     dev_time_shift: Option<bool>,
     scheduler_tick_ms: Option<u64>,
+    token_rate_limit: Option<u32>,
 }
 
 fn resolve(args: ServeArgs) -> Result<ServeConfig, String> {
@@ -111,6 +116,12 @@ fn resolve(args: ServeArgs) -> Result<ServeConfig, String> {
     config.dev_time_shift = args.dev_time_shift || file.dev_time_shift.unwrap_or(false);
     if let Some(ms) = args.scheduler_tick_ms.or(file.scheduler_tick_ms) {
         config.scheduler_tick = std::time::Duration::from_millis(ms.max(10));
+    }
+    if let Some(rate) = args.token_rate_limit.or(file.token_rate_limit) {
+        if rate == 0 {
+            return Err("invalid token_rate_limit 0: it must be at least 1".into());
+        }
+        config.token_rate_per_address = rate;
     }
     config.master_key = std::env::var("LOCKSTEP_MASTER_KEY")
         .ok()

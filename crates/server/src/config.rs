@@ -28,6 +28,9 @@ pub struct ServeConfig {
     pub dev_time_shift: bool,
     /// How often the rotation scheduler looks for due work.
     pub scheduler_tick: std::time::Duration,
+    /// Token requests per second allowed from one client address (twice as
+    /// many at once).
+    pub token_rate_per_address: u32,
 }
 
 impl ServeConfig {
@@ -45,9 +48,13 @@ impl ServeConfig {
             graph_resource: "https://graph.microsoft.com".into(),
             dev_time_shift: false,
             scheduler_tick: std::time::Duration::from_secs(5),
+            token_rate_per_address: DEFAULT_TOKEN_RATE_PER_ADDRESS,
         }
     }
 }
+
+/// Default of [`ServeConfig::token_rate_per_address`].
+pub const DEFAULT_TOKEN_RATE_PER_ADDRESS: u32 = 1_000;
 
 /// The audience of management-API tokens.
 pub const MANAGEMENT_RESOURCE: &str = "api://lockstep";
