@@ -55,6 +55,10 @@ pub struct ServeArgs {
     /// events, in milliseconds (default 60000; a test and operations knob).
     #[arg(long, env = "LOCKSTEP_EXPIRY_SCAN_INTERVAL_MS")]
     expiry_scan_interval_ms: Option<u64>,
+    /// Token requests per second accepted from one client address (a burst
+    /// of twice as many); more are answered 429 with Retry-After.
+    #[arg(long, env = "LOCKSTEP_TOKEN_RATE_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
+    token_rate_limit: Option<u32>,
     /// TOML configuration file with the same settings (snake_case keys).
     #[arg(long, env = "LOCKSTEP_CONFIG")]
     config: Option<PathBuf>,
@@ -77,6 +81,7 @@ struct FileConfig {
     webhook_ca: Option<PathBuf>,
     webhook_retry_base_ms: Option<u64>,
     expiry_scan_interval_ms: Option<u64>,
+    token_rate_limit: Option<u32>,
 }
 
 fn resolve(args: ServeArgs) -> Result<ServeConfig, String> {
@@ -150,6 +155,12 @@ fn resolve(args: ServeArgs) -> Result<ServeConfig, String> {
             .or(file.expiry_scan_interval_ms),
     )? {
         config.expiry_scan_interval = d;
+    }
+    if let Some(rate) = args.token_rate_limit.or(file.token_rate_limit) {
+        if rate == 0 {
+            return Err("invalid token_rate_limit 0: it must be at least 1".into());
+        }
+        config.token_rate_per_address = rate;
     }
     config.master_key = std::env::var("LOCKSTEP_MASTER_KEY")
         .ok()

@@ -37,6 +37,9 @@ pub struct ServeConfig {
     pub webhook_ca: Option<PathBuf>,
     /// How often secret versions are scanned for expiry events.
     pub expiry_scan_interval: Duration,
+    /// Token requests per second allowed from one client address (twice as
+    /// many at once).
+    pub token_rate_per_address: u32,
 }
 
 impl ServeConfig {
@@ -57,9 +60,13 @@ impl ServeConfig {
             webhook_retry_base: Duration::from_secs(1),
             webhook_ca: None,
             expiry_scan_interval: Duration::from_secs(60),
+            token_rate_per_address: DEFAULT_TOKEN_RATE_PER_ADDRESS,
         }
     }
 }
+
+/// Default of [`ServeConfig::token_rate_per_address`].
+pub const DEFAULT_TOKEN_RATE_PER_ADDRESS: u32 = 1_000;
 
 /// The audience of management-API tokens.
 pub const MANAGEMENT_RESOURCE: &str = "api://lockstep";

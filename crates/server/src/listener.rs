@@ -179,7 +179,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         vault_audiences,
         graph_resource: config.graph_resource.clone(),
         metrics: crate::metrics::Metrics::new(),
-        token_limits: Default::default(),
+        token_limits: crate::state::TokenLimits::new(config.token_rate_per_address),
         clock: clock.clone(),
         dev_clock: config.dev_time_shift.then(|| system_clock.clone()),
         engine,

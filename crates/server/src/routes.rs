@@ -184,7 +184,9 @@ async fn request_id(State(state): State<Shared>, mut req: Request, next: Next) -
     state
         .metrics
         .inc("lockstep_http_requests_total", &[("status", class)]);
-    tracing::info!(
+    // Every request is already recorded in the audit log; this line is for
+    // debugging (at `info` it cost a write to stderr per request).
+    tracing::debug!(
         request_id = %id,
         %method,
         path = %path,

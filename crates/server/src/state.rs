@@ -70,13 +70,22 @@ pub struct TokenLimits {
     pub login_failures: crate::ratelimit::RateLimiter,
 }
 
-impl Default for TokenLimits {
-    fn default() -> Self {
+impl TokenLimits {
+    /// `per_address` requests per second from one address (a burst of twice
+    /// that), and the fixed alerting rate for failed secrets.
+    pub fn new(per_address: u32) -> Self {
+        let rate = f64::from(per_address.max(1));
         Self {
-            per_address: crate::ratelimit::RateLimiter::new(1_000.0, 2_000.0),
+            per_address: crate::ratelimit::RateLimiter::new(rate, 2.0 * rate),
             failures_per_app: crate::ratelimit::RateLimiter::new(10.0 / 60.0, 10.0),
             login_per_address: crate::ratelimit::RateLimiter::new(20.0, 40.0),
             login_failures: crate::ratelimit::RateLimiter::new(5.0 / 60.0, 10.0),
         }
+    }
+}
+
+impl Default for TokenLimits {
+    fn default() -> Self {
+        Self::new(crate::config::DEFAULT_TOKEN_RATE_PER_ADDRESS)
     }
 }

@@ -341,3 +341,35 @@ async fn token_errors_have_entra_codes() {
     let (status, body) = server.token_response(id, secret, VAULT_SCOPE).await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test]
+async fn per_address_rate_limit_is_configurable() {
+    // One request per second from an address, two at once.
+    let server = Server::start_with(lockstep_testkit::Options {
+        args: vec!["--token-rate-limit".into(), "1".into()],
+        ..Default::default()
+    })
+    .await;
+    let admin = server.admin.clone();
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", admin.client_id.as_str()),
+        ("client_secret", admin.client_secret.as_str()),
+        ("scope", VAULT_SCOPE),
+    ];
+    for _ in 0..2 {
+        let (status, body) = post_form(&server, &admin.tenant_id, &form, None).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let resp = server
+        .http
+        .post(token_url(&server, &admin.tenant_id))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error_codes"][0], 50196, "{body}");
+}
