@@ -86,13 +86,14 @@ fn tls_config(args: &Args) -> Result<Arc<rustls::ServerConfig>, String> {
         .map_err(|e| format!("{}: {e}", args.cert.display()))?;
     let key = PrivateKeyDer::from_pem_file(&args.key)
         .map_err(|e| format!("{}: {e}", args.key.display()))?;
-    let mut config =
-        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .map_err(|e| e.to_string())?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| e.to_string())?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -101,7 +102,10 @@ async fn answer(State(bodies): State<Bodies>, Path(name): Path<String>, body: Bo
     // Read the request body, as a real handler would.
     let _ = axum::body::to_bytes(body, 16 * 1024 * 1024).await;
     match bodies.get(&name) {
-        Some(b) => ([(header::CONTENT_TYPE, "application/json; charset=utf-8")], b.clone())
+        Some(b) => (
+            [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+            b.clone(),
+        )
             .into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }

@@ -1,6 +1,8 @@
 //! The vault operations.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use lockstep_core::{SecretAttributes, SecretLimits, SecretName, SharedClock, Tags, VersionId};
 use lockstep_crypto::{DataKey, Kek, SecretBytes, WrappedKey};
@@ -100,6 +102,20 @@ pub struct Vaults {
     clock: SharedClock,
     keys: DataKeyCache,
     watchers: Watchers,
+    resolved: ResolvedVaults,
+}
+
+/// Vaults resolved so far, by name. A vault's owner never changes while it
+/// exists, so an entry stays right until the vault is deleted, and deleting
+/// a vault calls [`Vaults::forget`]. Only existing vaults are remembered
+/// (bounded by the number of vaults). This saves a database read on every
+/// data-plane request.
+#[derive(Default)]
+struct ResolvedVaults {
+    map: RwLock<HashMap<String, VaultRef>>,
+    /// Bumped by every `forget`, so that a lookup that read the database
+    /// before a deletion does not put the deleted vault back.
+    generation: AtomicU64,
 }
 
 fn meta_of(row: &VersionRow) -> SecretVersion {
@@ -140,19 +156,40 @@ impl Vaults {
             clock,
             keys: DataKeyCache::new(100_000),
             watchers: Watchers::default(),
+            resolved: ResolvedVaults::default(),
         }
     }
 
     /// Resolves a vault by name.
     pub fn vault(&self, name: &str) -> Result<VaultRef, VaultError> {
+        let key = name.to_ascii_lowercase();
+        let r = &self.resolved;
+        if let Some(v) = r.map.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(v.clone());
+        }
+        let generation = r.generation.load(Ordering::Acquire);
         let row = self
             .store
-            .vault_get(&name.to_ascii_lowercase())?
+            .vault_get(&key)?
             .ok_or_else(|| VaultError::VaultNotFound(name.to_owned()))?;
-        Ok(VaultRef {
+        let vault = VaultRef {
             name: row.name,
             tenant_id: row.tenant_id,
-        })
+        };
+        let mut map = r.map.write().unwrap_or_else(|p| p.into_inner());
+        if r.generation.load(Ordering::Acquire) == generation {
+            map.insert(key, vault.clone());
+        }
+        Ok(vault)
+    }
+
+    /// Drops what [`Vaults::vault`] remembers about vault `name`; called
+    /// after the vault is deleted.
+    pub fn forget(&self, name: &str) {
+        let r = &self.resolved;
+        let mut map = r.map.write().unwrap_or_else(|p| p.into_inner());
+        r.generation.fetch_add(1, Ordering::AcqRel);
+        map.remove(&name.to_ascii_lowercase());
     }
 
     fn binding(vault: &VaultRef, name_key: &str, version: &str) -> String {

@@ -242,6 +242,7 @@ pub async fn delete_vault(
         .store
         .vault_delete(&v.name)
         .map_err(ApiError::internal)?;
+    state.vaults.forget(&v.name);
     audit.event(
         "VaultDeleted",
         Scope::vault(&v.tenant_id, &v.name).as_str().to_owned(),
