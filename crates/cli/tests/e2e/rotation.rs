@@ -246,17 +246,22 @@ async fn scheduled_rotation_with_time_shift_overlap_and_grace() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(latest_value_works(&server, &app, "acg-client-secret").await);
-    let run = api
-        .ok(
-            Method::GET,
-            &format!(
-                "/lockstep/v1/rotation/runs/{}",
-                runs[0]["id"].as_str().unwrap()
-            ),
-            None,
-        )
-        .await;
-    assert_eq!(run["steps"][4]["state"], "done", "{run}");
+    // The revocation is recorded on the run right after it took effect.
+    let path = format!(
+        "/lockstep/v1/rotation/runs/{}",
+        runs[0]["id"].as_str().unwrap()
+    );
+    loop {
+        let run = api.ok(Method::GET, &path, None).await;
+        if run["steps"][4]["state"] == "done" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the revocation step is not done: {run}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]
