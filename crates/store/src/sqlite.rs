@@ -1,13 +1,15 @@
-//! The embedded store: SQLite in WAL mode. One writer connection behind a
-//! mutex (SQLite allows one writer anyway) and a pool of reader connections,
-//! so reads run in parallel and never wait for a write to commit.
+//! The embedded store: SQLite in WAL mode. One writer connection with group
+//! commit (SQLite allows one writer anyway; concurrent writes share one
+//! fsync'd commit, see `group_commit`) and a pool of reader connections, so
+//! reads run in parallel and never wait for a write to commit.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rusqlite::config::DbConfig;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transaction};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 
+use crate::group_commit::GroupWriter;
 use crate::*;
 
 const MIGRATIONS: &[&str] = &[
@@ -21,7 +23,7 @@ const MAX_IDLE_READERS: usize = 32;
 /// The SQLite implementation of [`Store`].
 pub struct SqliteStore {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    writer: GroupWriter,
     readers: Mutex<Vec<Connection>>,
 }
 
@@ -49,7 +51,7 @@ impl SqliteStore {
         migrate(&conn)?;
         Ok(Self {
             path: path.to_owned(),
-            writer: Mutex::new(conn),
+            writer: GroupWriter::new(conn),
             readers: Mutex::new(Vec::new()),
         })
     }
@@ -80,14 +82,9 @@ impl SqliteStore {
         result
     }
 
-    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
-        let mut conn = lock(&self.writer);
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(backend)?;
-        let out = f(&tx)?;
-        tx.commit().map_err(backend)?;
-        Ok(out)
+    /// Runs `f` in a write transaction; returns once it is committed.
+    fn write<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        self.writer.write(f)
     }
 }
 
@@ -207,7 +204,7 @@ fn tags_json(tags: &lockstep_core::Tags) -> String {
 }
 
 fn insert_version_row(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     v: &VersionRow,
     seq: i64,
     previous: Option<&str>,
