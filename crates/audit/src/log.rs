@@ -4,13 +4,16 @@
 //! call, so a crash of the process loses nothing that was acknowledged.
 //! [`AuditLog::sync`] makes them durable (`fdatasync`); the server calls it
 //! on a short timer and at shutdown, and intent records are synced before
-//! the caller goes on (see [`Durability`]).
+//! the caller goes on (see [`Durability`]). Syncs are shared: one
+//! `fdatasync` makes everything written before it durable, so callers that
+//! wait for a sync while another one runs are usually covered by the next
+//! one instead of each paying for their own.
 
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use lockstep_core::SharedClock;
@@ -126,7 +129,10 @@ pub struct AuditLog {
     /// holding the writer's lock.
     reader: File,
     identity: (u64, u64),
-    dirty: AtomicBool,
+    /// File length after the last write.
+    written: AtomicU64,
+    /// File length known durable; its lock is held while syncing.
+    synced: Mutex<u64>,
 }
 
 /// Reads `[pos, end)` of a file with positioned reads (no shared offset).
@@ -242,6 +248,7 @@ impl AuditLog {
             }
         };
         report.records = head.seq;
+        let len = head.len;
         let reader = file.try_clone().map_err(open_err)?;
         let log = AuditLog {
             path: path.to_owned(),
@@ -253,7 +260,8 @@ impl AuditLog {
             }),
             reader,
             identity: (meta.dev(), meta.ino()),
-            dirty: AtomicBool::new(false),
+            written: AtomicU64::new(len),
+            synced: Mutex::new(len),
         };
         if let Some(torn) = &report.torn_tail {
             log.append(
@@ -320,12 +328,12 @@ impl AuditLog {
             });
         }
         let seq = head.seq;
+        let end = head.len;
         w.head = head;
-        self.dirty.store(true, Ordering::Release);
+        self.written.fetch_max(end, Ordering::AcqRel);
         drop(w);
         if durability == Durability::Synced {
-            self.dirty.store(false, Ordering::Release);
-            self.fsync()?;
+            self.sync_to(end)?;
         }
         Ok(seq)
     }
@@ -334,20 +342,33 @@ impl AuditLog {
     /// was written). A failed sync makes the log unusable until restart:
     /// after a failed `fsync` the OS may have dropped the data.
     pub fn sync(&self) -> Result<(), AuditError> {
-        if self.dirty.swap(false, Ordering::AcqRel) {
-            self.fsync()?;
-        }
-        Ok(())
+        self.sync_to(self.written.load(Ordering::Acquire))
     }
 
-    fn fsync(&self) -> Result<(), AuditError> {
+    /// Makes the file durable at least up to `end`. Whoever holds the lock
+    /// syncs everything written so far, so callers queued behind it find
+    /// their records already durable.
+    fn sync_to(&self, end: u64) -> Result<(), AuditError> {
+        let mut synced = self.synced.lock().unwrap_or_else(|p| p.into_inner());
+        if *synced >= end {
+            return Ok(());
+        }
+        if let Some(reason) = &self.lock().poisoned {
+            return Err(AuditError::Unavailable {
+                path: self.path.clone(),
+                reason: reason.clone(),
+            });
+        }
+        let target = self.written.load(Ordering::Acquire);
         self.reader.sync_data().map_err(|source| {
             self.lock().poisoned = Some(format!("fsync failed: {source}"));
             AuditError::Write {
                 path: self.path.clone(),
                 source,
             }
-        })
+        })?;
+        *synced = target;
+        Ok(())
     }
 
     /// `seq` of the last record written (0 when empty).

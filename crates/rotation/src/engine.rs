@@ -267,7 +267,10 @@ pub struct Engine {
     events: Arc<dyn EventSink>,
     http: reqwest::Client,
     /// Serializes run creation so a binding never gets two active runs.
-    admission: Mutex<()>,
+    /// Bindings whose run request is being admitted (checked for a run in
+    /// progress and recorded): one request per binding at a time, requests
+    /// for different bindings in parallel.
+    admitting: Mutex<HashSet<String>>,
     driving: Mutex<HashSet<String>>,
     cancel_requested: Mutex<HashSet<String>>,
     stats: RotationStats,
@@ -275,6 +278,32 @@ pub struct Engine {
 }
 
 const NAME_MAX: usize = 63;
+
+/// A binding's place in [`Engine::admitting`], given up on drop.
+struct Admission<'a> {
+    set: &'a Mutex<HashSet<String>>,
+    binding: String,
+}
+
+impl<'a> Admission<'a> {
+    fn enter(set: &'a Mutex<HashSet<String>>, binding: &str) -> Result<Self, RotationError> {
+        if !lock(set).insert(binding.to_owned()) {
+            return Err(RotationError::Conflict(format!(
+                "binding '{binding}' already has a run being requested"
+            )));
+        }
+        Ok(Self {
+            set,
+            binding: binding.to_owned(),
+        })
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        lock(self.set).remove(&self.binding);
+    }
+}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -338,7 +367,7 @@ impl Engine {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .unwrap_or_default(),
-            admission: Mutex::new(()),
+            admitting: Mutex::new(HashSet::new()),
             driving: Mutex::new(HashSet::new()),
             cancel_requested: Mutex::new(HashSet::new()),
             stats: RotationStats::default(),
@@ -530,8 +559,7 @@ impl Engine {
     }
 
     fn active_run(&self, binding: &str) -> Result<Option<Run>, RotationError> {
-        let rows = self.store.runs_in_states(&["pending", "running"])?;
-        match rows.iter().find(|r| r.binding == binding) {
+        match self.store.run_active(binding)? {
             Some(r) => Ok(Some(self.load(&r.id)?)),
             None => Ok(None),
         }
@@ -557,7 +585,7 @@ impl Engine {
         leaked_key_id: Option<String>,
         retry_of: Option<String>,
     ) -> Result<String, RotationError> {
-        let _admission = lock(&self.admission);
+        let _admission = Admission::enter(&self.admitting, binding)?;
         let mut b = self.binding(binding)?;
         if let Some(active) = self.active_run(binding)? {
             return Err(RotationError::Conflict(format!(
@@ -1228,29 +1256,35 @@ impl Engine {
     pub fn due_runs(&self) -> Result<Vec<String>, RotationError> {
         let now = self.clock.unix();
         let driving = lock(&self.driving).clone();
-        let active = self.store.runs_in_states(&["pending", "running"])?;
+        let active = self.store.runs_active()?;
         let mut out: Vec<String> = active
             .iter()
             .filter(|r| !driving.contains(&r.id))
             .map(|r| r.id.clone())
             .collect();
-        let mut per_source: BTreeMap<String, u32> = BTreeMap::new();
-        let bindings: Vec<Binding> = self
+        let busy: HashSet<&str> = active.iter().map(|r| r.binding.as_str()).collect();
+        let due: Vec<Binding> = self
             .store
-            .binding_list()?
+            .binding_list_due(now)?
             .iter()
             .filter_map(|r| Binding::from_row(r).ok())
+            .filter(|b| !busy.contains(b.name.as_str()))
             .collect();
-        let busy: HashSet<&str> = active.iter().map(|r| r.binding.as_str()).collect();
-        for b in &bindings {
-            if busy.contains(b.name.as_str()) {
+        if due.is_empty() {
+            return Ok(out);
+        }
+        // Runs in progress per source, for the concurrency limit.
+        let mut per_source: BTreeMap<String, u32> = BTreeMap::new();
+        for name in &busy {
+            if let Some(b) = self
+                .store
+                .binding_get(name)?
+                .and_then(|r| Binding::from_row(&r).ok())
+            {
                 *per_source.entry(b.app_id().to_owned()).or_default() += 1;
             }
         }
-        for b in &bindings {
-            if b.next_due > now || busy.contains(b.name.as_str()) {
-                continue;
-            }
+        for b in &due {
             if let Some(w) = &b.policy.window {
                 if !schedule::in_window(w, now) {
                     let mut moved = b.clone();

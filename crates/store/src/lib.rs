@@ -187,6 +187,8 @@ pub trait Store: Send + Sync + 'static {
     fn binding_get(&self, name: &str) -> StoreResult<Option<BindingRow>>;
     /// Every binding, by name.
     fn binding_list(&self) -> StoreResult<Vec<BindingRow>>;
+    /// Bindings whose next rotation is due at or before `now`, soonest first.
+    fn binding_list_due(&self, now: i64) -> StoreResult<Vec<BindingRow>>;
     /// Replaces a binding.
     fn binding_update(&self, b: &BindingRow) -> StoreResult<()>;
     /// Deletes a binding.
@@ -199,8 +201,10 @@ pub trait Store: Send + Sync + 'static {
     fn run_update(&self, r: &RunRow) -> StoreResult<()>;
     /// Runs, newest first, optionally of one binding.
     fn run_list(&self, binding: Option<&str>, limit: usize) -> StoreResult<Vec<RunRow>>;
-    /// Runs in one of `states`, oldest first.
-    fn runs_in_states(&self, states: &[&str]) -> StoreResult<Vec<RunRow>>;
+    /// Runs in progress (pending or running), oldest first.
+    fn runs_active(&self) -> StoreResult<Vec<RunKey>>;
+    /// The run in progress of `binding`, if any.
+    fn run_active(&self, binding: &str) -> StoreResult<Option<RunRow>>;
     /// Schedules (or reschedules) a credential's removal.
     fn revocation_upsert(&self, r: &RevocationRow) -> StoreResult<()>;
     /// Revocations not done and due at or before `now`.

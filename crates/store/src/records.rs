@@ -209,6 +209,15 @@ pub struct RunRow {
     pub body: String,
 }
 
+/// A run in progress, without its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunKey {
+    /// Run id.
+    pub id: String,
+    /// Binding name.
+    pub binding: String,
+}
+
 /// A credential scheduled for removal after a rotation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevocationRow {

@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0002_rotation.sql"),
     include_str!("../migrations/sqlite/0003_users.sql"),
     include_str!("../migrations/sqlite/0004_events.sql"),
+    include_str!("../migrations/sqlite/0005_due_bindings.sql"),
 ];
 const MAX_IDLE_READERS: usize = 32;
 
@@ -1207,6 +1208,16 @@ impl Store for SqliteStore {
         })
     }
 
+    fn binding_list_due(&self, now: i64) -> StoreResult<Vec<BindingRow>> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {BINDING_COLS} FROM rotation_bindings WHERE next_due <= ?1 ORDER BY next_due, name"
+            ))?
+            .query_map([now], binding_from_row)?
+            .collect()
+        })
+    }
+
     fn binding_update(&self, b: &BindingRow) -> StoreResult<()> {
         self.write(|tx| {
             let n = tx
@@ -1283,15 +1294,31 @@ impl Store for SqliteStore {
         })
     }
 
-    fn runs_in_states(&self, states: &[&str]) -> StoreResult<Vec<RunRow>> {
-        let list = serde_json::to_string(states).unwrap_or_else(|_| "[]".into());
+    fn runs_active(&self) -> StoreResult<Vec<RunKey>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT id, binding FROM rotation_runs
+                 WHERE state IN ('pending', 'running') ORDER BY created, rowid",
+            )?
+            .query_map([], |r| {
+                Ok(RunKey {
+                    id: r.get(0)?,
+                    binding: r.get(1)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    fn run_active(&self, binding: &str) -> StoreResult<Option<RunRow>> {
         self.read(|c| {
             c.prepare_cached(
                 "SELECT id, binding, state, created, updated, body FROM rotation_runs
-                 WHERE state IN (SELECT value FROM json_each(?1)) ORDER BY created, rowid",
+                 WHERE binding = ?1 AND state IN ('pending', 'running')
+                 ORDER BY created DESC, rowid DESC LIMIT 1",
             )?
-            .query_map([list], run_from_row)?
-            .collect()
+            .query_row([binding], run_from_row)
+            .optional()
         })
     }
 
