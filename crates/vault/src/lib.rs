@@ -7,6 +7,7 @@
 mod backup;
 mod datakeys;
 mod error;
+mod latest;
 mod paging;
 mod service;
 mod watch;

@@ -10,6 +10,7 @@ use lockstep_store::{Deletion, Store, StoreError, VersionRow};
 use zeroize::Zeroizing;
 
 use crate::datakeys::DataKeyCache;
+use crate::latest::LatestCache;
 use crate::paging::{Page, PageMarker};
 use crate::watch::{SecretWatch, Watchers};
 use crate::VaultError;
@@ -103,7 +104,12 @@ pub struct Vaults {
     keys: DataKeyCache,
     watchers: Watchers,
     resolved: ResolvedVaults,
+    latest: LatestCache,
 }
+
+/// Memory for the latest versions of recently read secrets (sealed values
+/// and metadata; see `latest.rs`).
+const LATEST_CACHE_BYTES: usize = 64 << 20;
 
 /// Vaults resolved so far, by name. A vault's owner never changes while it
 /// exists, so an entry stays right until the vault is deleted, and deleting
@@ -157,6 +163,7 @@ impl Vaults {
             keys: DataKeyCache::new(100_000),
             watchers: Watchers::default(),
             resolved: ResolvedVaults::default(),
+            latest: LatestCache::new(LATEST_CACHE_BYTES),
         }
     }
 
@@ -190,6 +197,10 @@ impl Vaults {
         let mut map = r.map.write().unwrap_or_else(|p| p.into_inner());
         r.generation.fetch_add(1, Ordering::AcqRel);
         map.remove(&name.to_ascii_lowercase());
+        drop(map);
+        // Its secrets went with it (a vault of the same name made later
+        // starts empty).
+        self.latest.clear();
     }
 
     fn binding(vault: &VaultRef, name_key: &str, version: &str) -> String {
@@ -301,7 +312,7 @@ impl Vaults {
             }
             Err(e) => return Err(e.into()),
         }
-        self.watchers.notify(&vault.name, &row.name_key);
+        self.changed(&vault.name, &row.name_key);
         // The stored display name and previous version come from the store.
         let stored = self
             .store
@@ -364,6 +375,7 @@ impl Vaults {
             .version_discard(&vault.name, &name.key(), version)
         {
             Ok(()) | Err(StoreError::NotFound) => {
+                self.latest.forget(&vault.name, &name.key());
                 self.keys.forget([version.to_owned()]);
                 Ok(())
             }
@@ -409,11 +421,7 @@ impl Vaults {
         name: &str,
     ) -> Result<Option<SecretVersion>, VaultError> {
         let name = SecretName::parse(name)?;
-        Ok(self
-            .store
-            .version_latest(&vault.name, &name.key())?
-            .as_ref()
-            .map(meta_of))
+        Ok(self.latest(vault, &name)?.as_deref().map(meta_of))
     }
 
     /// A version's value regardless of its enabled flag (for the rotation
@@ -439,13 +447,14 @@ impl Vaults {
         vault: &VaultRef,
         name: &SecretName,
         version: Option<&str>,
-    ) -> Result<VersionRow, VaultError> {
+    ) -> Result<Arc<VersionRow>, VaultError> {
         let found = match version {
-            None => self.store.version_latest(&vault.name, &name.key())?,
+            None => self.latest(vault, name)?,
             Some(v) => {
                 let v = VersionId::parse(v).map_err(|_| not_found(name, Some(v)))?;
                 self.store
                     .version_get(&vault.name, &name.key(), v.as_str())?
+                    .map(Arc::new)
             }
         };
         found.ok_or_else(|| not_found(name, version))
@@ -476,7 +485,27 @@ impl Vaults {
     /// that changes it (e.g. rotation promoting a version) must call it
     /// after its change is committed.
     pub fn notify(&self, vault: &VaultRef, name: &str) {
-        self.watchers.notify(&vault.name, name);
+        self.changed(&vault.name, name);
+    }
+
+    /// After a committed change to a secret: drops its cached latest
+    /// version, then wakes its watchers (which re-read it).
+    fn changed(&self, vault: &str, name: &str) {
+        self.latest.forget(vault, &name.to_ascii_lowercase());
+        self.watchers.notify(vault, name);
+    }
+
+    /// The latest version of a live secret, from memory when it was read
+    /// recently.
+    fn latest(
+        &self,
+        vault: &VaultRef,
+        name: &SecretName,
+    ) -> Result<Option<Arc<VersionRow>>, VaultError> {
+        let key = name.key();
+        Ok(self.latest.get_or_load(&vault.name, &key, || {
+            self.store.version_latest(&vault.name, &key)
+        })?)
     }
 
     /// A subscription to this secret's change notifications (see
@@ -532,7 +561,7 @@ impl Vaults {
         change: SecretUpdate,
     ) -> Result<SecretVersion, VaultError> {
         let name = SecretName::parse(name)?;
-        let mut row = self.find(vault, &name, version)?;
+        let mut row = VersionRow::clone(&*self.find(vault, &name, version)?);
         if let Some(ct) = change.content_type {
             SecretLimits::check_content_type(&ct).map_err(VaultError::BadParameter)?;
             row.content_type = Some(ct);
@@ -553,6 +582,7 @@ impl Vaults {
         check_times(row.nbf, row.exp)?;
         row.updated = self.clock.unix();
         self.store.version_update(&row)?;
+        self.changed(&vault.name, &row.name_key);
         Ok(meta_of(&row))
     }
 
@@ -571,7 +601,7 @@ impl Vaults {
             deletion.deleted_at,
             deletion.purge_at,
         ) {
-            Ok(()) => self.watchers.notify(&vault.name, &name.key()),
+            Ok(()) => self.changed(&vault.name, &name.key()),
             Err(StoreError::NotFound) => return Err(not_found(&name, None)),
             Err(e) => return Err(e.into()),
         }
@@ -604,7 +634,7 @@ impl Vaults {
             .secret_recover(&vault.name, &deleted.meta.name.to_ascii_lowercase())
         {
             Ok(()) => {
-                self.watchers.notify(&vault.name, &deleted.meta.name);
+                self.changed(&vault.name, &deleted.meta.name);
                 Ok(deleted.meta)
             }
             Err(StoreError::NotFound) => Err(VaultError::DeletedSecretNotFound(name.to_owned())),
@@ -627,7 +657,7 @@ impl Vaults {
         match self.store.secret_purge(&vault.name, &name.key()) {
             Ok(()) => {
                 self.keys.forget(versions);
-                self.watchers.notify(&vault.name, &name.key());
+                self.changed(&vault.name, &name.key());
                 Ok(())
             }
             Err(StoreError::NotFound) => Err(VaultError::DeletedSecretNotFound(name.to_string())),
@@ -637,7 +667,11 @@ impl Vaults {
 
     /// Purges deleted secrets whose recovery period has ended.
     pub fn purge_expired(&self) -> Result<usize, VaultError> {
-        Ok(self.store.purge_expired(self.clock.unix())?)
+        let purged = self.store.purge_expired(self.clock.unix())?;
+        if purged > 0 {
+            self.latest.clear();
+        }
+        Ok(purged)
     }
 
     /// Live secrets, by name.
@@ -778,7 +812,7 @@ impl Vaults {
             rows.push(v.to_row(vault, &name, kek_id, wrapped_dek, ciphertext));
         }
         match self.store.secret_restore(&rows) {
-            Ok(()) => self.watchers.notify(&vault.name, &name.key()),
+            Ok(()) => self.changed(&vault.name, &name.key()),
             Err(StoreError::AlreadyExists) => {
                 return Err(VaultError::AlreadyExists(name.to_string()))
             }
