@@ -297,6 +297,15 @@ impl AuditLog {
     /// Appends `entries` as consecutive records, all or none. Returns the
     /// `seq` of the last one.
     pub fn append(&self, entries: &[Entry], durability: Durability) -> Result<u64, AuditError> {
+        // Everything that does not depend on the chain's head is done before
+        // taking the writer's lock, which every request waits for.
+        self.check_identity()?;
+        let now = self.clock.now();
+        let prepared = entries
+            .iter()
+            .map(|e| Record::prepare(e, now))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| AuditError::Encode(e.to_string()))?;
         let mut w = self.lock();
         if let Some(reason) = &w.poisoned {
             return Err(AuditError::Unavailable {
@@ -304,19 +313,13 @@ impl AuditLog {
                 reason: reason.clone(),
             });
         }
-        self.check_identity()?;
-        let now = self.clock.now();
         let mut head = w.head.clone();
         let mut buf = Vec::with_capacity(512 * entries.len());
-        for entry in entries {
-            let record = Record::seal(entry, head.seq + 1, now, &head.line_hash)
-                .map_err(|e| AuditError::Encode(e.to_string()))?;
-            let line = record
-                .line()
-                .map_err(|e| AuditError::Encode(e.to_string()))?;
-            head.seq = record.seq;
+        for record in &prepared {
+            let (line, hash) = record.line(head.seq + 1, &head.line_hash);
+            head.seq += 1;
             head.line_hash = sha256_hex(&line);
-            head.hash = Some(record.hash);
+            head.hash = Some(hash);
             buf.extend_from_slice(&line);
             buf.push(b'\n');
         }

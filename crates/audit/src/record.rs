@@ -180,6 +180,49 @@ struct Content<'a> {
     prev: &'a str,
 }
 
+/// The fields of [`Content`] between `seq` and `prev`, in the same order.
+#[derive(Serialize)]
+struct Middle<'a> {
+    time: &'a str,
+    #[serde(rename = "type")]
+    kind: RecordType,
+    tenant: &'a str,
+    principal: &'a str,
+    principal_kind: PrincipalKind,
+    action: &'a str,
+    target: &'a str,
+    result: RecordResult,
+    request_id: &'a str,
+    client: &'a str,
+}
+
+/// A record encoded up to its place in the chain (see [`Record::prepare`]).
+pub struct Prepared {
+    middle: Vec<u8>,
+}
+
+impl Prepared {
+    /// The canonical line (without the newline) of this record as number
+    /// `seq` chained to `prev` (a hex hash), byte for byte what
+    /// [`Record::line`] gives for the sealed record, and the record's hash.
+    pub fn line(&self, seq: u64, prev: &str) -> (Vec<u8>, String) {
+        let mut line = Vec::with_capacity(self.middle.len() + prev.len() + 128);
+        line.extend_from_slice(b"{\"seq\":");
+        line.extend_from_slice(seq.to_string().as_bytes());
+        line.push(b',');
+        line.extend_from_slice(&self.middle);
+        line.extend_from_slice(b",\"prev\":\"");
+        line.extend_from_slice(prev.as_bytes());
+        line.extend_from_slice(b"\"}");
+        let hash = sha256_hex(&line);
+        line.pop();
+        line.extend_from_slice(b",\"hash\":\"");
+        line.extend_from_slice(hash.as_bytes());
+        line.extend_from_slice(b"\"}");
+        (line, hash)
+    }
+}
+
 impl Record {
     fn content(&self) -> Content<'_> {
         Content {
@@ -222,6 +265,30 @@ impl Record {
         };
         record.hash = record.content_hash()?;
         Ok(record)
+    }
+
+    /// Prepares the record of `entry` at `time` up to its place in the
+    /// chain (`seq` and `prev`), which only the log's writer knows: the
+    /// costly part (clipping, time formatting, JSON encoding) is done
+    /// before taking the writer's lock.
+    pub fn prepare(entry: &Entry, time: OffsetDateTime) -> Result<Prepared, serde_json::Error> {
+        let middle = Middle {
+            time: &format_time(time),
+            kind: entry.kind,
+            tenant: &clip(&entry.tenant),
+            principal: &clip(&entry.principal),
+            principal_kind: entry.principal_kind,
+            action: &clip(&entry.action),
+            target: &clip(&entry.target),
+            result: entry.result,
+            request_id: &clip(&entry.request_id),
+            client: &clip(&entry.client),
+        };
+        let mut json = serde_json::to_vec(&middle)?;
+        // `{...}` → `...`: the fields between `seq` and `prev`.
+        json.pop();
+        json.remove(0);
+        Ok(Prepared { middle: json })
     }
 
     /// Hex SHA-256 of the canonical content (what `hash` must equal).
@@ -328,6 +395,32 @@ mod tests {
             },
             request_id: "r-1".into(),
             client: "127.0.0.1:5000".into(),
+        }
+    }
+
+    #[test]
+    fn prepared_lines_are_the_sealed_records_lines() {
+        let t = OffsetDateTime::from_unix_timestamp(1_800_000_123).unwrap();
+        let mut odd = entry();
+        // Escapes, non-ASCII, a field clipped at its limit, no status.
+        odd.target = format!("/a\"b\\c\n\u{1}é{}", "x".repeat(MAX_FIELD * 2));
+        odd.principal = "ünïcødé ✓".into();
+        odd.result = RecordResult {
+            status: None,
+            outcome: Outcome::Pending,
+        };
+        for e in [entry(), odd] {
+            for (seq, prev) in [(1, GENESIS), (987_654_321, "ab".repeat(32).as_str())] {
+                let record = Record::seal(&e, seq, t, prev).unwrap();
+                let sealed = record.line().unwrap();
+                let (prepared, hash) = Record::prepare(&e, t).unwrap().line(seq, prev);
+                assert_eq!(hash, record.hash);
+                assert_eq!(
+                    String::from_utf8(prepared.clone()).unwrap(),
+                    String::from_utf8(sealed).unwrap()
+                );
+                check_line(&prepared).unwrap();
+            }
         }
     }
 
