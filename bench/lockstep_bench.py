@@ -600,7 +600,8 @@ class Results:
     def add(self, key: str, title: str, per_system: dict[str, dict], unit: str = "req/s", note: str = ""):
         entry = {"title": title, "unit": unit, "systems": per_system}
         lk = per_system.get("lockstep", {}).get("rps")
-        for other, label in (("openbao", "lockstep_over_openbao"), ("ceiling", "lockstep_over_ceiling")):
+        for other, label in (("openbao", "lockstep_over_openbao"), ("ceiling", "lockstep_over_ceiling"),
+                             ("ceiling-rs256", "lockstep_over_ceiling_rs256")):
             o = per_system.get(other, {}).get("rps")
             if lk and o:
                 entry[label] = round(lk / o, 3)
@@ -806,6 +807,13 @@ def table(results: Results) -> str:
                                            for i, c in enumerate(cells)) + " |"
     sep = "|" + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths)) + "|"
     out = [line(head), sep, *(line(r) for r in rows)]
+    for w in results.workloads.values():
+        s = w["systems"].get("ceiling-rs256")
+        if s and s.get("rps"):
+            out.append(f"\n{w['title']}: the ceiling with one RS256 signature per answer "
+                       f"{fmt_rate(s['rps'])} req/s (p50/p99 {fmt_ms(s.get('p50_ms'))} / "
+                       f"{fmt_ms(s.get('p99_ms'))} ms); Lockstep reaches "
+                       f"{fmt_ratio(w.get('lockstep_over_ceiling_rs256'))} of it")
     sysrows = []
     for name, s in results.systems.items():
         sysrows.append(f"{name}: start {s.get('start_seconds', '-')} s, RSS "
@@ -927,8 +935,12 @@ def main() -> int:
                 ("lockstep", lock.port, lock.token_script()),
                 ("openbao", bao.port, bao.token_script()),
                 ("ceiling", ceil.port, ceil.script("token", "POST", lock.token_form())),
+                # The same static answer after one RS256 signature: what any
+                # endpoint issuing RS256 JWTs can reach here at most.
+                ("ceiling-rs256", ceil.port, ceil.script("sign/token", "POST", lock.token_form())),
             ], rounds)
-            results.add("token", "token: client credentials vs AppRole login", per)
+            results.add("token", "token: client credentials vs AppRole login", per,
+                        note="ceiling-rs256: the ceiling answering after one RS256 signature")
         for s in systems:
             results.systems[s.name]["rss_mib_after_load"] = round(rss_mib(s.process.pid) or 0, 1)
         if "rotate" in only:
@@ -949,7 +961,7 @@ def main() -> int:
 
     results.config["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     expected = {"get": [("get_small", SYSTEMS), ("get_large", SYSTEMS)], "set": [("set", SYSTEMS)],
-                "token": [("token", SYSTEMS)], "rotate": [("rotations", ["lockstep"])],
+                "token": [("token", [*SYSTEMS, "ceiling-rs256"])], "rotate": [("rotations", ["lockstep"])],
                 "scale": [("scale_load", ["lockstep"]), ("scale_get", ["lockstep"])]}
     checks = [f"{w}/{s}" for o in sorted(only) for w, ss in expected.get(o, []) for s in ss]
     missing = [c for c in checks

@@ -6,6 +6,11 @@
 //! request body is read and dropped) with the bytes of `{bodies}/{name}.json`,
 //! loaded once at start.
 //!
+//! `/sign/{name}` answers the same, after one RS256 signature (RSA-2048,
+//! PKCS#1 v1.5, SHA-256, aws-lc-rs as Lockstep uses it) over the body: the
+//! ceiling of an endpoint that must sign what it returns, as a token
+//! endpoint issuing RS256 JWTs does.
+//!
 //! Usage: `lockstep-bench-ceiling --listen 127.0.0.1:0 --cert CERT.pem
 //! --key KEY.pem --bodies DIR`; prints `listening on ADDR` when ready.
 
@@ -29,7 +34,12 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-type Bodies = Arc<HashMap<String, Bytes>>;
+struct Served {
+    bodies: HashMap<String, Bytes>,
+    key: aws_lc_rs::rsa::KeyPair,
+}
+
+type Bodies = Arc<Served>;
 
 struct Args {
     listen: SocketAddr,
@@ -98,10 +108,31 @@ fn tls_config(args: &Args) -> Result<Arc<rustls::ServerConfig>, String> {
     Ok(Arc::new(config))
 }
 
-async fn answer(State(bodies): State<Bodies>, Path(name): Path<String>, body: Body) -> Response {
+async fn answer(State(served): State<Bodies>, Path(name): Path<String>, body: Body) -> Response {
     // Read the request body, as a real handler would.
     let _ = axum::body::to_bytes(body, 16 * 1024 * 1024).await;
-    match bodies.get(&name) {
+    static_body(&served, &name)
+}
+
+async fn signed(State(served): State<Bodies>, Path(name): Path<String>, body: Body) -> Response {
+    let _ = axum::body::to_bytes(body, 16 * 1024 * 1024).await;
+    let Some(b) = served.bodies.get(&name) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let mut sig = vec![0; served.key.public_modulus_len()];
+    if served
+        .key
+        .sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &rng, b, &mut sig)
+        .is_err()
+    {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    static_body(&served, &name)
+}
+
+fn static_body(served: &Served, name: &str) -> Response {
+    match served.bodies.get(name) {
         Some(b) => (
             [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
             b.clone(),
@@ -114,10 +145,16 @@ async fn answer(State(bodies): State<Bodies>, Path(name): Path<String>, body: Bo
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = args()?;
-    let bodies: Bodies = Arc::new(load_bodies(&args.bodies)?);
+    let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+        .map_err(|e| format!("cannot make an RSA key: {e}"))?;
+    let bodies: Bodies = Arc::new(Served {
+        bodies: load_bodies(&args.bodies)?,
+        key,
+    });
     let acceptor = TlsAcceptor::from(tls_config(&args)?);
     let app = Router::new()
         .route("/{name}", any(answer))
+        .route("/sign/{name}", any(signed))
         .with_state(bodies);
     let listener = TcpListener::bind(args.listen)
         .await

@@ -79,6 +79,70 @@ pub struct Directory {
     store: Arc<dyn Store>,
     clock: SharedClock,
     hasher: SecretHasher,
+    /// Tenants looked up so far. A tenant row never changes and is never
+    /// deleted, so an entry stays right; only existing tenants are kept
+    /// (bounded by their number). Every token request needs its tenant.
+    tenants: std::sync::RwLock<std::collections::HashMap<String, TenantRow>>,
+    /// What the token endpoint reads about an app, by application id.
+    clients: ClientCache,
+}
+
+/// What authenticating an app needs, read together: the live app, its
+/// service principal and its password credentials.
+#[derive(Debug)]
+pub struct Client {
+    /// The app registration.
+    pub app: AppRow,
+    /// Its service principal.
+    pub service_principal: Option<ServicePrincipalRow>,
+    /// Its password credentials (salted hashes).
+    pub credentials: Vec<CredentialRow>,
+}
+
+/// Clients read recently. Every change to an app or its credentials made
+/// through the directory empties it after the change is committed and
+/// before the change returns, so a secret removed is refused at once; a
+/// generation counter keeps a read that raced with a change from putting
+/// what it read back. Holds only existing apps, and at most
+/// [`MAX_CACHED_CLIENTS`] of them.
+#[derive(Default)]
+struct ClientCache {
+    map: std::sync::RwLock<std::collections::HashMap<String, Arc<Client>>>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+const MAX_CACHED_CLIENTS: usize = 100_000;
+
+impl ClientCache {
+    fn get(&self, app_id: &str) -> Option<Arc<Client>> {
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(app_id)
+            .cloned()
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn put(&self, app_id: String, client: Arc<Client>, read_at: u64) {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        if self.generation() != read_at {
+            return;
+        }
+        if map.len() >= MAX_CACHED_CLIENTS {
+            map.clear();
+        }
+        map.insert(app_id, client);
+    }
+
+    fn clear(&self) {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        map.clear();
+    }
 }
 
 impl Directory {
@@ -88,6 +152,8 @@ impl Directory {
             store,
             clock,
             hasher,
+            tenants: Default::default(),
+            clients: ClientCache::default(),
         }
     }
 
@@ -109,7 +175,23 @@ impl Directory {
 
     /// Looks a tenant up.
     pub fn tenant(&self, id: &str) -> Result<Option<TenantRow>, DirectoryError> {
-        Ok(self.store.tenant_get(&id.to_ascii_lowercase())?)
+        let key = id.to_ascii_lowercase();
+        if let Some(t) = self
+            .tenants
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(Some(t.clone()));
+        }
+        let found = self.store.tenant_get(&key)?;
+        if let Some(t) = &found {
+            self.tenants
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, t.clone());
+        }
+        Ok(found)
     }
 
     /// Creates an app registration and its service principal.
@@ -193,7 +275,9 @@ impl Directory {
             end,
             created: now,
         };
-        self.store.credential_insert(&credential)?;
+        let inserted = self.store.credential_insert(&credential);
+        self.clients.clear();
+        inserted?;
         Ok(NewPassword {
             credential,
             secret_text,
@@ -226,10 +310,11 @@ impl Directory {
 
     /// Removes a password credential; it stops working at once.
     pub fn remove_password(&self, app_object_id: &str, key_id: &str) -> Result<(), DirectoryError> {
-        match self
+        let deleted = self
             .store
-            .credential_delete(app_object_id, &key_id.to_ascii_lowercase())
-        {
+            .credential_delete(app_object_id, &key_id.to_ascii_lowercase());
+        self.clients.clear();
+        match deleted {
             Err(StoreError::NotFound) => Err(DirectoryError::CredentialNotFound(key_id.to_owned())),
             other => Ok(other?),
         }
@@ -269,7 +354,9 @@ impl Directory {
                 "displayName must be 1-256 characters long.".into(),
             ));
         }
-        match self.store.app_rename(object_id, name) {
+        let renamed = self.store.app_rename(object_id, name);
+        self.clients.clear();
+        match renamed {
             Err(StoreError::NotFound) => Err(DirectoryError::AppNotFound(object_id.to_owned())),
             other => Ok(other?),
         }
@@ -277,7 +364,9 @@ impl Directory {
 
     /// Deletes an app; its client secrets stop working at once.
     pub fn delete_app(&self, object_id: &str) -> Result<(), DirectoryError> {
-        match self.store.app_soft_delete(object_id, self.clock.unix()) {
+        let deleted = self.store.app_soft_delete(object_id, self.clock.unix());
+        self.clients.clear();
+        match deleted {
             Err(StoreError::NotFound) => Err(DirectoryError::AppNotFound(object_id.to_owned())),
             other => Ok(other?),
         }
@@ -313,10 +402,11 @@ impl Directory {
         if !known {
             return Err(DirectoryError::AppNotFound(object_id.to_owned()));
         }
-        match self
+        let restored = self
             .store
-            .app_restore(&object_id.to_ascii_lowercase(), since)
-        {
+            .app_restore(&object_id.to_ascii_lowercase(), since);
+        self.clients.clear();
+        match restored {
             Err(StoreError::NotFound) => Err(DirectoryError::AppNotFound(object_id.to_owned())),
             other => Ok(other?),
         }
@@ -325,6 +415,26 @@ impl Directory {
     /// A live app by application (client) id.
     pub fn app_by_app_id(&self, app_id: &str) -> Result<Option<AppRow>, DirectoryError> {
         Ok(self.store.app_by_app_id(&app_id.to_ascii_lowercase())?)
+    }
+
+    /// A live app with its service principal and credentials, by
+    /// application id (from memory when it was read recently).
+    pub fn client(&self, app_id: &str) -> Result<Option<Arc<Client>>, DirectoryError> {
+        let app_id = app_id.to_ascii_lowercase();
+        if let Some(c) = self.clients.get(&app_id) {
+            return Ok(Some(c));
+        }
+        let read_at = self.clients.generation();
+        let Some(app) = self.store.app_by_app_id(&app_id)? else {
+            return Ok(None);
+        };
+        let client = Arc::new(Client {
+            service_principal: self.store.sp_by_app_id(&app.app_id)?,
+            credentials: self.store.credential_list(&app.object_id)?,
+            app,
+        });
+        self.clients.put(app_id, client.clone(), read_at);
+        Ok(Some(client))
     }
 
     /// The password credentials of an app.

@@ -407,21 +407,18 @@ impl TokenService {
             client: client_id.chars().take(64).collect(),
             tenant: tenant_row.id.clone(),
         };
-        let app = self
+        let client = self
             .directory
-            .app_by_app_id(client_id)
+            .client(client_id)
             .map_err(|e| TokenError::Internal(e.to_string()))?
-            .filter(|a| a.tenant_id == tenant_row.id)
+            .filter(|c| c.app.tenant_id == tenant_row.id)
             .ok_or_else(unknown)?;
+        let app = &client.app;
         let resource = self.resource_of(&tenant_row.id, scope)?;
         let now = self.clock.unix();
-        let creds = self
-            .directory
-            .credentials(&app.object_id)
-            .map_err(|e| TokenError::Internal(e.to_string()))?;
         let hasher = self.directory.hasher();
         let mut matched = None;
-        for c in &creds {
+        for c in &client.credentials {
             // Every credential is checked so the time taken does not reveal
             // which one matched.
             if hasher.verify(&c.salt, client_secret.as_bytes(), &c.hash) {
@@ -435,11 +432,7 @@ impl TokenService {
         if now < cred.start {
             return Err(TokenError::InvalidSecret(app.app_id.clone()));
         }
-        let sp = self
-            .directory
-            .service_principal(&app.app_id)
-            .map_err(|e| TokenError::Internal(e.to_string()))?
-            .ok_or_else(unknown)?;
+        let sp = client.service_principal.as_ref().ok_or_else(unknown)?;
         let claims = Claims {
             aud: resource,
             iss: self.issuer(&tenant_row.id),
@@ -448,9 +441,9 @@ impl TokenService {
             exp: now + self.lifetime,
             tid: tenant_row.id.clone(),
             oid: sp.object_id.clone(),
-            sub: sp.object_id,
+            sub: sp.object_id.clone(),
             appid: Some(app.app_id.clone()),
-            azp: Some(app.app_id),
+            azp: Some(app.app_id.clone()),
             idtyp: "app".into(),
             upn: None,
             name: None,
