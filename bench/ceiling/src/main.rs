@@ -11,6 +11,11 @@
 //! ceiling of an endpoint that must sign what it returns, as a token
 //! endpoint issuing RS256 JWTs does.
 //!
+//! `/audited/{name}` answers the same after appending one hash-chained
+//! record (about 400 bytes of JSON: sequence number, time, the request's
+//! method, path and peer, the SHA-256 of the previous line) to a file with
+//! one `write(2)` under a mutex: the least an audited request costs.
+//!
 //! Usage: `lockstep-bench-ceiling --listen 127.0.0.1:0 --cert CERT.pem
 //! --key KEY.pem --bodies DIR`; prints `listening on ADDR` when ready.
 
@@ -37,6 +42,18 @@ use tokio_rustls::TlsAcceptor;
 struct Served {
     bodies: HashMap<String, Bytes>,
     key: aws_lc_rs::rsa::KeyPair,
+    audit: std::sync::Mutex<Chain>,
+}
+
+/// The end of the audit file's chain.
+struct Chain {
+    file: std::fs::File,
+    seq: u64,
+    prev: String,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 type Bodies = Arc<Served>;
@@ -131,6 +148,36 @@ async fn signed(State(served): State<Bodies>, Path(name): Path<String>, body: Bo
     static_body(&served, &name)
 }
 
+async fn audited(
+    State(served): State<Bodies>,
+    Path(name): Path<String>,
+    req: axum::extract::Request,
+) -> Response {
+    let path = req.uri().path().to_owned();
+    let method = req.method().to_string();
+    let _ = axum::body::to_bytes(req.into_body(), 16 * 1024 * 1024).await;
+    let time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let written = {
+        let mut chain = served.audit.lock().unwrap_or_else(|p| p.into_inner());
+        chain.seq += 1;
+        let mut line = format!(
+            "{{\"seq\":{},\"time\":{time},\"type\":\"request\",\"tenant\":\"00000000-0000-0000-0000-000000000000\",\"principal\":\"00000000-0000-0000-0000-000000000000\",\"action\":\"{method} {path}\",\"result\":{{\"status\":200}},\"request_id\":\"00000000-0000-0000-0000-000000000000\",\"prev\":\"{}\"",
+            chain.seq, chain.prev
+        );
+        let hash = hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, line.as_bytes()).as_ref());
+        line.push_str(&format!(",\"hash\":\"{hash}\"}}\n"));
+        chain.prev = hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, line.as_bytes()).as_ref());
+        chain.file.write_all(line.as_bytes())
+    };
+    if written.is_err() {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    static_body(&served, &name)
+}
+
 fn static_body(served: &Served, name: &str) -> Response {
     match served.bodies.get(name) {
         Some(b) => (
@@ -147,14 +194,26 @@ async fn main() -> Result<(), String> {
     let args = args()?;
     let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
         .map_err(|e| format!("cannot make an RSA key: {e}"))?;
+    let audit_path = args.bodies.join("audit.log");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&audit_path)
+        .map_err(|e| format!("{}: {e}", audit_path.display()))?;
     let bodies: Bodies = Arc::new(Served {
         bodies: load_bodies(&args.bodies)?,
         key,
+        audit: std::sync::Mutex::new(Chain {
+            file,
+            seq: 0,
+            prev: "0".repeat(64),
+        }),
     });
     let acceptor = TlsAcceptor::from(tls_config(&args)?);
     let app = Router::new()
         .route("/{name}", any(answer))
         .route("/sign/{name}", any(signed))
+        .route("/audited/{name}", any(audited))
         .with_state(bodies);
     let listener = TcpListener::bind(args.listen)
         .await
