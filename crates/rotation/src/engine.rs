@@ -879,12 +879,17 @@ impl Engine {
         Ok(self.save(run)?)
     }
 
+    /// Marks a step ended. Not saved on its own: the next step's
+    /// [`begin`](Self::begin) (its intent record, written before its effect)
+    /// or the run's end saves it, which halves the writes of a run. A crash
+    /// before that save finds the step started, and every step is safe to
+    /// run again from there (see `steps`).
     fn done(&self, run: &mut Run, step: &str, state: StepState) -> Result<(), StepFailure> {
         let now = self.clock.unix();
         let s = run.step(step);
         s.state = state;
         s.finished_at = Some(now);
-        Ok(self.save(run)?)
+        Ok(())
     }
 
     fn steps(&self, run: &mut Run, b: &Binding) -> Result<(), StepFailure> {
@@ -1005,11 +1010,10 @@ impl Engine {
 
         // --- finish: the new version becomes current ------------------------------
         if run.steps[3].state != StepState::Done {
-            self.begin(run, "finish", None)?;
             if run.previous_key_ids.is_empty() {
                 run.previous_key_ids = self.previous_keys(&vref, secret, &version)?;
-                self.save(run)?;
             }
+            self.begin(run, "finish", None)?;
             self.vaults.promote(&vref, secret, &version)?;
             let now = self.clock.unix();
             if let Ok(mut fresh) = self.binding(&b.name) {

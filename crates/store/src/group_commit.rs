@@ -104,7 +104,7 @@ impl GroupWriter {
         } else {
             let size = st.open.map_or(0, |(_, n)| n);
             if self.queued.load(Ordering::SeqCst) == 0 || size >= MAX_GROUP {
-                let failure = st.conn.execute_batch("COMMIT").err().map(|e| {
+                let failure = exec(&st.conn, "COMMIT").err().map(|e| {
                     // Leave no half-open transaction behind a failed commit.
                     let _ = st.conn.execute_batch("ROLLBACK");
                     e.to_string()
@@ -149,6 +149,11 @@ impl GroupWriter {
     }
 }
 
+/// Runs one statement of the write protocol, compiled once per connection.
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 type Outcome<T> = Result<StoreResult<T>, Box<dyn std::any::Any + Send>>;
 
 /// Runs `f` inside a savepoint: on error (or panic) only `f`'s own changes
@@ -157,18 +162,18 @@ fn run_in_savepoint<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> StoreResult<T>,
 ) -> Outcome<T> {
-    if let Err(e) = conn.execute_batch("SAVEPOINT write") {
+    if let Err(e) = exec(conn, "SAVEPOINT write") {
         return Ok(Err(backend(e)));
     }
     let outcome = panic::catch_unwind(AssertUnwindSafe(|| f(conn)));
     let undo = !matches!(outcome, Ok(Ok(_)));
     if !conn.is_autocommit() {
-        let sql = if undo {
-            "ROLLBACK TO write; RELEASE write"
+        let undone = if undo {
+            conn.execute_batch("ROLLBACK TO write; RELEASE write")
         } else {
-            "RELEASE write"
+            exec(conn, "RELEASE write")
         };
-        if let Err(e) = conn.execute_batch(sql) {
+        if let Err(e) = undone {
             if let Ok(Ok(_)) = outcome {
                 return Ok(Err(backend(e)));
             }
