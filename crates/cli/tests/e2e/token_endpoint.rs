@@ -373,3 +373,91 @@ async fn per_address_rate_limit_is_configurable() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error_codes"][0], 50196, "{body}");
 }
+
+/// What the token endpoint knows about an app is answered from memory once
+/// read: deleting the app, removing its secret or restoring it must still
+/// take effect at the next request.
+#[tokio::test]
+async fn app_changes_take_effect_at_the_next_token_request() {
+    let server = Server::start().await;
+    let graph = server.admin_token("https://graph.microsoft.com").await;
+    let url = |path: &str| format!("{}/v1.0{path}", server.authority());
+    let (status, _, app) = server
+        .send(
+            Method::POST,
+            &url("/applications"),
+            Some(&graph),
+            Some(&json!({ "displayName": "cached" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{app}");
+    let object_id = app["id"].as_str().unwrap();
+    let app_id = app["appId"].as_str().unwrap();
+    let mut secrets = Vec::new();
+    for _ in 0..2 {
+        let (status, _, password) = server
+            .send(
+                Method::POST,
+                &url(&format!("/applications/{object_id}/addPassword")),
+                Some(&graph),
+                Some(&json!({ "passwordCredential": {} })),
+            )
+            .await;
+        assert_eq!(status, 200, "{password}");
+        secrets.push((
+            password["keyId"].as_str().unwrap().to_owned(),
+            password["secretText"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let token = |secret: String| {
+        let server = &server;
+        async move { server.token_response(app_id, &secret, VAULT_SCOPE).await }
+    };
+    assert_eq!(token(secrets[0].1.clone()).await.0, 200);
+    assert_eq!(token(secrets[1].1.clone()).await.0, 200);
+
+    // A removed secret is refused at once; the other still works.
+    let (status, _, _) = server
+        .send(
+            Method::POST,
+            &url(&format!("/applications/{object_id}/removePassword")),
+            Some(&graph),
+            Some(&json!({ "keyId": secrets[0].0 })),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, body) = token(secrets[0].1.clone()).await;
+    assert_eq!(
+        (status, &body["error_codes"][0]),
+        (401, &json!(7000215)),
+        "{body}"
+    );
+    assert_eq!(token(secrets[1].1.clone()).await.0, 200);
+
+    // A deleted app gets no token; restored, it does again.
+    let (status, _, _) = server
+        .send(
+            Method::DELETE,
+            &url(&format!("/applications/{object_id}")),
+            Some(&graph),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, body) = token(secrets[1].1.clone()).await;
+    assert_eq!(
+        (status, &body["error_codes"][0]),
+        (400, &json!(700016)),
+        "{body}"
+    );
+    let (status, _, restored) = server
+        .send(
+            Method::POST,
+            &url(&format!("/directory/deletedItems/{object_id}/restore")),
+            Some(&graph),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{restored}");
+    assert_eq!(token(secrets[1].1.clone()).await.0, 200);
+}

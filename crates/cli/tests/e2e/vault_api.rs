@@ -737,3 +737,61 @@ async fn unknown_vaults_routes_and_methods() {
         None,
     );
 }
+
+/// The latest version of a secret that was just read is answered from
+/// memory: every kind of change must still be seen by the next read.
+#[tokio::test]
+async fn a_read_after_any_change_sees_the_change() {
+    let server = Server::start().await;
+    let kv = Kv::new(&server).await;
+    kv.set("hot", "one").await;
+    assert_eq!(kv.value("hot", None).await, "one");
+
+    // A new version.
+    kv.set("hot", "two").await;
+    assert_eq!(kv.value("hot", None).await, "two");
+
+    // Attributes of the latest version.
+    kv.ok(
+        Method::PATCH,
+        "/secrets/hot/",
+        Some(json!({"attributes": {"enabled": false}})),
+    )
+    .await;
+    assert_kv_error(
+        &kv.get("hot", None).await,
+        403,
+        "Forbidden",
+        Some("SecretDisabled"),
+    );
+    kv.ok(
+        Method::PATCH,
+        "/secrets/hot/",
+        Some(json!({"attributes": {"enabled": true}, "tags": {"t": "1"}})),
+    )
+    .await;
+    let (status, got) = kv.get("hot", None).await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["tags"]["t"], "1");
+
+    // Delete, recover.
+    let backup = kv.ok(Method::POST, "/secrets/hot/backup", None).await;
+    kv.ok(Method::DELETE, "/secrets/hot", None).await;
+    assert_kv_error(&kv.get("hot", None).await, 404, "SecretNotFound", None);
+    kv.ok(Method::POST, "/deletedsecrets/hot/recover", None)
+        .await;
+    assert_eq!(kv.value("hot", None).await, "two");
+
+    // Delete, purge, restore from the backup.
+    kv.ok(Method::DELETE, "/secrets/hot", None).await;
+    let (status, body) = kv.call(Method::DELETE, "/deletedsecrets/hot", None).await;
+    assert_eq!(status, 204, "{body}");
+    assert_kv_error(&kv.get("hot", None).await, 404, "SecretNotFound", None);
+    kv.ok(
+        Method::POST,
+        "/secrets/restore",
+        Some(json!({"value": backup["value"]})),
+    )
+    .await;
+    assert_eq!(kv.value("hot", None).await, "two");
+}
