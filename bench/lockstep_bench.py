@@ -977,7 +977,8 @@ def main() -> int:
     expected = {"get": [("get_small", [*SYSTEMS, "ceiling-audited"]),
                         ("get_large", [*SYSTEMS, "ceiling-audited"])], "set": [("set", SYSTEMS)],
                 "token": [("token", [*SYSTEMS, "ceiling-rs256"])], "rotate": [("rotations", ["lockstep"])],
-                "scale": [("scale_load", ["lockstep"]), ("scale_get", ["lockstep"])]}
+                "scale": [("scale_load", ["lockstep"]), ("scale_get", ["lockstep"]),
+                          ("scale_random", ["lockstep"])]}
     checks = [f"{w}/{s}" for o in sorted(only) for w, ss in expected.get(o, []) for s in ss]
     missing = [c for c in checks
                if not results.workloads.get(c.split("/")[0], {}).get("systems", {})
@@ -1006,13 +1007,17 @@ def main() -> int:
 
 
 def scale(load: Load, lock: Lockstep, n: int, results: Results, rounds: int):
-    """Workload (e): GET of random secrets with few and with `n` secrets in
-    the vault, RSS, and the time a restart takes with them."""
+    """Workload (e): GET latest as in (a), and random GETs, with few and
+    with `n` secrets in the vault; RSS; the time a restart takes."""
     base_n = min(n, 200)
     load_secrets(lock, 0, base_n, load.connections)
+    fixed_small = interleaved(load, f"scale: GET latest (a) with {base_n} secrets", [
+        ("lockstep", lock.port, lock.get_script("small"))], rounds)["lockstep"]
     small = interleaved(load, f"scale: random GET among {base_n}", [
         ("lockstep", lock.port, random_get_script(lock, base_n))], rounds)["lockstep"]
     loaded = load_secrets(lock, base_n, n, load.connections)
+    fixed_big = interleaved(load, f"scale: GET latest (a) with {n} secrets", [
+        ("lockstep", lock.port, lock.get_script("small"))], rounds)["lockstep"]
     big = interleaved(load, f"scale: random GET among {n}", [
         ("lockstep", lock.port, random_get_script(lock, n))], rounds)["lockstep"]
     rss_loaded = rss_mib(lock.process.pid) or 0.0
@@ -1025,13 +1030,18 @@ def scale(load: Load, lock: Lockstep, n: int, results: Results, rounds: int):
     rss_restarted = rss_mib(lock.process.pid) or 0.0
     say(f"scale: restarted in {start:.2f} s; RSS {rss_loaded:.0f} MiB after the load, "
         f"{rss_restarted:.0f} MiB after the restart; database {db / 2**20:.0f} MiB")
+    ratio = lambda a, b: round(a / b, 3) if b else None
     results.add("scale_load", f"scale: load {n - base_n} secrets (SET, {load.connections} conns)",
                 {"lockstep": loaded})
-    results.add("scale_get", f"scale: random GET, {n} secrets", {"lockstep": {
-        **big, "baseline_rps": small["rps"], "baseline_secrets": base_n,
-        "ratio_to_baseline": round(big["rps"] / small["rps"], 3) if small["rps"] else None,
+    results.add("scale_get", f"scale: GET latest (a), {n} secrets", {"lockstep": {
+        **fixed_big, "baseline_rps": fixed_small["rps"], "baseline_secrets": base_n,
+        "ratio_to_baseline": ratio(fixed_big["rps"], fixed_small["rps"]),
         "rss_mib": round(rss_loaded, 1), "rss_mib_after_restart": round(rss_restarted, 1),
         "start_seconds": round(start, 3), "database_mib": round(db / 2**20, 1)}},
+        note=f"baseline (the same GET with {base_n} secrets): {fixed_small['rps']:.0f} req/s")
+    results.add("scale_random", f"scale: random GET among {n} secrets", {"lockstep": {
+        **big, "baseline_rps": small["rps"], "baseline_secrets": base_n,
+        "ratio_to_baseline": ratio(big["rps"], small["rps"])}},
         note=f"baseline (random GET among {base_n}): {small['rps']:.0f} req/s")
 
 

@@ -81,7 +81,9 @@ impl LatestCache {
             if let Some(row) = gens.previous.remove(&k) {
                 let bytes = size(&row);
                 let found = row.clone();
-                self.insert_locked(&mut gens, k, row, bytes);
+                let dropped = Self::insert_locked(self.half_budget, &mut gens, k, row, bytes);
+                drop(gens);
+                drop(dropped);
                 return Ok(Some(found));
             }
         }
@@ -92,20 +94,35 @@ impl LatestCache {
         let mut gens = self.gens.write().unwrap_or_else(|p| p.into_inner());
         if self.generation.load(Ordering::Acquire) == before {
             let bytes = size(&row);
-            self.insert_locked(&mut gens, k, row.clone(), bytes);
+            let dropped = Self::insert_locked(self.half_budget, &mut gens, k, row.clone(), bytes);
+            // A dropped generation is freed after the lock is released:
+            // freeing tens of thousands of entries takes milliseconds.
+            drop(gens);
+            drop(dropped);
         }
         Ok(Some(row))
     }
 
-    fn insert_locked(&self, gens: &mut Generations, k: String, row: Arc<VersionRow>, bytes: usize) {
-        if gens.current_bytes + bytes > self.half_budget && !gens.current.is_empty() {
-            gens.previous = std::mem::take(&mut gens.current);
+    /// Inserts an entry; returns the generation it pushed out, if any, for
+    /// the caller to drop outside the lock.
+    fn insert_locked(
+        half_budget: usize,
+        gens: &mut Generations,
+        k: String,
+        row: Arc<VersionRow>,
+        bytes: usize,
+    ) -> Option<HashMap<String, Arc<VersionRow>>> {
+        let mut dropped = None;
+        if gens.current_bytes + bytes > half_budget && !gens.current.is_empty() {
+            let full = std::mem::take(&mut gens.current);
+            dropped = Some(std::mem::replace(&mut gens.previous, full));
             gens.current_bytes = 0;
         }
         gens.current_bytes += bytes;
         if let Some(old) = gens.current.insert(k, row) {
             gens.current_bytes = gens.current_bytes.saturating_sub(size(&old));
         }
+        dropped
     }
 
     /// Drops a secret's entry (after a change to it was committed).
@@ -123,7 +140,9 @@ impl LatestCache {
     pub(crate) fn clear(&self) {
         let mut gens = self.gens.write().unwrap_or_else(|p| p.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
-        *gens = Generations::default();
+        let old = std::mem::take(&mut *gens);
+        drop(gens);
+        drop(old);
     }
 }
 
