@@ -165,7 +165,7 @@ impl AuditHandle {
             outcome: Outcome::Pending,
         };
         let entry = Self::entry(&c, RecordType::Intent, &c.action, &c.target, pending);
-        waiting_for_disk(|| log.append(&[entry], Durability::Synced))?;
+        crate::blocking::in_place(|| log.append(&[entry], Durability::Synced))?;
         c.intent_written = true;
         Ok(())
     }
@@ -322,18 +322,6 @@ pub fn unaudited(api: Api, request_id: &str, changed: bool) -> Response {
 /// Logs a failed audit write once per request, without request data.
 pub fn report(e: &AuditError, request_id: &str) {
     tracing::error!(error = %e, request_id, "audit record could not be written; request refused");
-}
-
-/// Runs a call that waits for the disk (an `fdatasync`). On a worker of the
-/// multi-threaded runtime it tells tokio first, so that the worker's other
-/// tasks move to another thread instead of waiting behind the sync.
-fn waiting_for_disk<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
-    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 mod audit;
 mod auth;
+mod blocking;
 mod bootstrap;
 pub mod config;
 mod events;

@@ -222,23 +222,35 @@ async fn serve(state: Shared, audit: AuditHandle, req: Request) -> Result<Respon
     // `applications(appId='…')` addresses an app by application id.
     let path = path.replacen("applications(", "applications/(", 1);
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    match (&method, segments.as_slice()) {
-        (&Method::GET, ["applications"]) => list_apps(&call),
-        (&Method::POST, ["applications"]) => create_app(&call, &body),
-        (&Method::GET, ["applications", id]) => get_app(&call, id),
-        (&Method::PATCH, ["applications", id]) => update_app(&call, id, &body),
-        (&Method::DELETE, ["applications", id]) => delete_app(&call, id),
-        (&Method::POST, ["applications", id, "addPassword"]) => add_password(&call, id, &body),
-        (&Method::POST, ["applications", id, "removePassword"]) => {
-            remove_password(&call, id, &body)
-        }
-        (&Method::GET, ["servicePrincipals"]) => list_service_principals(&call),
+    // Everything but a read changes the directory with a durable commit.
+    if method == Method::GET {
+        route(&call, &method, &segments, &body)
+    } else {
+        crate::blocking::in_place(|| route(&call, &method, &segments, &body))
+    }
+}
+
+fn route(
+    call: &Call,
+    method: &Method,
+    segments: &[&str],
+    body: &Bytes,
+) -> Result<Response, GraphError> {
+    match (method, segments) {
+        (&Method::GET, ["applications"]) => list_apps(call),
+        (&Method::POST, ["applications"]) => create_app(call, body),
+        (&Method::GET, ["applications", id]) => get_app(call, id),
+        (&Method::PATCH, ["applications", id]) => update_app(call, id, body),
+        (&Method::DELETE, ["applications", id]) => delete_app(call, id),
+        (&Method::POST, ["applications", id, "addPassword"]) => add_password(call, id, body),
+        (&Method::POST, ["applications", id, "removePassword"]) => remove_password(call, id, body),
+        (&Method::GET, ["servicePrincipals"]) => list_service_principals(call),
         (&Method::GET, ["directory", "deletedItems", "microsoft.graph.application"]) => {
-            list_deleted_apps(&call)
+            list_deleted_apps(call)
         }
-        (&Method::POST, ["directory", "deletedItems", id, "restore"]) => restore_app(&call, id),
-        (&Method::GET, ["policies", "defaultAppManagementPolicy"]) => get_policy(&call),
-        (&Method::PATCH, ["policies", "defaultAppManagementPolicy"]) => update_policy(&call, &body),
+        (&Method::POST, ["directory", "deletedItems", id, "restore"]) => restore_app(call, id),
+        (&Method::GET, ["policies", "defaultAppManagementPolicy"]) => get_policy(call),
+        (&Method::PATCH, ["policies", "defaultAppManagementPolicy"]) => update_policy(call, body),
         _ => Err(GraphError::new(
             StatusCode::BAD_REQUEST,
             "BadRequest",

@@ -85,6 +85,23 @@ pub(crate) fn authenticated(
 
 /// Authenticates the caller and checks `action` at the scope built from its
 /// tenant; both are recorded in the request's audit context.
+/// Runs domain work that may wait for the disk on the blocking pool, and
+/// maps its error to the management API's shape.
+pub(crate) async fn blocking<T, E>(
+    state: &Shared,
+    f: impl FnOnce(&Shared) -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: Into<ApiError> + Send + 'static,
+{
+    let s = state.clone();
+    tokio::task::spawn_blocking(move || f(&s))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(Into::into)
+}
+
 pub(crate) fn caller(
     state: &Shared,
     headers: &HeaderMap,
@@ -178,7 +195,7 @@ pub async fn create_vault(
         tenant_id: p.tenant_id,
         created: state.clock.unix(),
     };
-    match state.store.vault_create(&row) {
+    match crate::blocking::in_place(|| state.store.vault_create(&row)) {
         Ok(()) => {
             audit.event(
                 "VaultCreated",
@@ -238,10 +255,7 @@ pub async fn delete_vault(
         Scope::vault(t, &name.to_ascii_lowercase())
     })?;
     let v = found_vault(&state, &name, &p.tenant_id)?;
-    state
-        .store
-        .vault_delete(&v.name)
-        .map_err(ApiError::internal)?;
+    crate::blocking::in_place(|| state.store.vault_delete(&v.name)).map_err(ApiError::internal)?;
     state.vaults.forget(&v.name);
     audit.event(
         "VaultDeleted",

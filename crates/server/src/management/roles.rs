@@ -176,9 +176,7 @@ pub async fn create(
         )
     })?;
     let principal = resolve_principal(&state, &input.principal_id, &p.tenant_id)?;
-    let row = state
-        .authz
-        .assign(&principal, def.name, &scope)
+    let row = crate::blocking::in_place(|| state.authz.assign(&principal, def.name, &scope))
         .map_err(ApiError::internal)?;
     Ok((StatusCode::CREATED, Json(assignment_json(&row))).into_response())
 }
@@ -252,7 +250,7 @@ pub async fn remove(
     {
         return Err(not_found());
     }
-    match state.authz.remove(&existing.id) {
+    match crate::blocking::in_place(|| state.authz.remove(&existing.id)) {
         Ok(_) => Ok(StatusCode::NO_CONTENT.into_response()),
         Err(StoreError::NotFound) => Err(not_found()),
         Err(e) => Err(ApiError::internal(e)),

@@ -11,7 +11,7 @@ use lockstep_rotation::{Binding, BindingInput, PolicyInput, RevokeMode, Rotation
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{caller, ApiError};
+use super::{blocking, caller, ApiError};
 use crate::audit::AuditHandle;
 use crate::state::Shared;
 
@@ -55,17 +55,6 @@ fn body<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
 }
 
 /// Runs a blocking engine call off the async workers.
-async fn blocking<T: Send + 'static>(
-    state: &Shared,
-    f: impl FnOnce(&Shared) -> Result<T, RotationError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let s = state.clone();
-    tokio::task::spawn_blocking(move || f(&s))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::from)
-}
-
 fn owned_binding(state: &Shared, name: &str, tenant: &str) -> Result<Binding, ApiError> {
     let b = state.engine.binding(name)?;
     if b.tenant_id != tenant {

@@ -13,7 +13,7 @@ use lockstep_identity::{actions, Scope};
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
-use super::{caller, ApiError};
+use super::{blocking, caller, ApiError};
 use crate::audit::AuditHandle;
 use crate::state::Shared;
 
@@ -91,17 +91,6 @@ fn body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 /// Runs a store-writing operation on the blocking pool.
-async fn blocking<T: Send + 'static>(
-    state: &Shared,
-    f: impl FnOnce(&Shared) -> Result<T, EventsError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let s = state.clone();
-    tokio::task::spawn_blocking(move || f(&s))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::from)
-}
-
 /// Body of `POST /lockstep/v1/subscriptions`.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

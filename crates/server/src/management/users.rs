@@ -404,7 +404,9 @@ pub async fn update(
             display_name: input.display_name,
             enabled: input.account_enabled,
         };
-        user = state.users.update(&p.tenant_id, &user.object_id, &patch)?;
+        user = crate::blocking::in_place(|| {
+            state.users.update(&p.tenant_id, &user.object_id, &patch)
+        })?;
         if patch.display_name.is_some() {
             audit.event("UserUpdated", user_target(&user));
         }
@@ -433,7 +435,7 @@ pub async fn delete(
         actions::USER_DELETE,
         Scope::tenant,
     )?;
-    let user = state.users.delete(&p.tenant_id, &key)?;
+    let user = crate::blocking::in_place(|| state.users.delete(&p.tenant_id, &key))?;
     audit.event("UserDeleted", user_target(&user));
     tracing::info!(user = %user.object_id, "user deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
