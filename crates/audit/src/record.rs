@@ -166,17 +166,8 @@ pub struct Record {
 #[derive(Serialize)]
 struct Content<'a> {
     seq: u64,
-    time: &'a str,
-    #[serde(rename = "type")]
-    kind: RecordType,
-    tenant: &'a str,
-    principal: &'a str,
-    principal_kind: PrincipalKind,
-    action: &'a str,
-    target: &'a str,
-    result: RecordResult,
-    request_id: &'a str,
-    client: &'a str,
+    #[serde(flatten)]
+    middle: Middle<'a>,
     prev: &'a str,
 }
 
@@ -227,16 +218,18 @@ impl Record {
     fn content(&self) -> Content<'_> {
         Content {
             seq: self.seq,
-            time: &self.time,
-            kind: self.kind,
-            tenant: &self.tenant,
-            principal: &self.principal,
-            principal_kind: self.principal_kind,
-            action: &self.action,
-            target: &self.target,
-            result: self.result,
-            request_id: &self.request_id,
-            client: &self.client,
+            middle: Middle {
+                time: &self.time,
+                kind: self.kind,
+                tenant: &self.tenant,
+                principal: &self.principal,
+                principal_kind: self.principal_kind,
+                action: &self.action,
+                target: &self.target,
+                result: self.result,
+                request_id: &self.request_id,
+                client: &self.client,
+            },
             prev: &self.prev,
         }
     }
