@@ -1,6 +1,8 @@
 //! `lockstep status`: per binding, what is current, what is next, and what
 //! has drifted from what Lockstep expects.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 
 use crate::engine::{Binding, Engine, RotationError, TAG_KEY_ID};
@@ -41,6 +43,17 @@ pub struct BindingStatus {
     pub problems: Vec<Problem>,
 }
 
+/// When a binding rotates next and when its current credential expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scheduled {
+    /// Binding name.
+    pub name: String,
+    /// Next scheduled rotation (Unix seconds).
+    pub next_rotation: i64,
+    /// Expiry of the current credential, if known.
+    pub current_expires: Option<i64>,
+}
+
 impl Engine {
     /// Raises `Lockstep.CredentialNearExpiry` once per current credential
     /// that expires within its binding's `notifyBefore`; returns how many
@@ -68,13 +81,51 @@ impl Engine {
 
     /// The status of every binding of a tenant.
     pub fn status(&self, tenant: &str) -> Result<Vec<BindingStatus>, RotationError> {
+        // Read once for all bindings, not once per binding.
+        let mut pending: HashMap<String, Vec<String>> = HashMap::new();
+        for r in self.pending_revocations()? {
+            pending.entry(r.binding).or_default().push(r.key_id);
+        }
         self.bindings(tenant)?
             .iter()
-            .map(|b| self.status_of(b))
+            .map(|b| self.status_of(b, pending.remove(&b.name).unwrap_or_default()))
             .collect()
     }
 
-    fn status_of(&self, b: &Binding) -> Result<BindingStatus, RotationError> {
+    /// Per binding of a tenant, when it rotates next and when its current
+    /// credential expires (the metrics' gauges). Unlike [`status`]
+    /// (Self::status) it checks no drift, so it reads only what is kept in
+    /// memory once read (the latest version, the app's credentials).
+    pub fn schedule(&self, tenant: &str) -> Result<Vec<Scheduled>, RotationError> {
+        let (vaults, directory, _) = self.parts();
+        let internal = |e: String| RotationError::Internal(e);
+        let mut out = Vec::new();
+        for b in self.bindings(tenant)? {
+            let (vault, secret) = b.vault_secret();
+            let current_key = match vaults.vault(vault) {
+                Ok(v) => vaults
+                    .latest_meta(&v, secret)
+                    .map_err(|e| internal(e.to_string()))?
+                    .and_then(|m| m.tags.get(TAG_KEY_ID).cloned()),
+                Err(_) => None,
+            };
+            let current_expires = match &current_key {
+                Some(k) => directory
+                    .client(b.app_id())
+                    .map_err(|e| internal(e.to_string()))?
+                    .and_then(|c| c.credentials.iter().find(|c| &c.key_id == k).map(|c| c.end)),
+                None => None,
+            };
+            out.push(Scheduled {
+                next_rotation: b.next_due,
+                current_expires,
+                name: b.name,
+            });
+        }
+        Ok(out)
+    }
+
+    fn status_of(&self, b: &Binding, pending: Vec<String>) -> Result<BindingStatus, RotationError> {
         let (vaults, directory, clock) = self.parts();
         let now = clock.unix();
         let (vault, secret) = b.vault_secret();
@@ -106,12 +157,6 @@ impl Engine {
                 .map_err(|e| internal(e.to_string()))?,
             None => None,
         };
-        let pending: Vec<String> = self
-            .pending_revocations()?
-            .into_iter()
-            .filter(|r| r.binding == b.name)
-            .map(|r| r.key_id)
-            .collect();
         let current_key = current
             .as_ref()
             .and_then(|v| v.tags.get(TAG_KEY_ID).cloned());

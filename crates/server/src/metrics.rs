@@ -173,7 +173,7 @@ pub fn rotation(state: &crate::state::AppState) -> String {
     );
     let tenants = state.store.tenant_list().unwrap_or_default();
     for t in tenants {
-        for b in state.engine.status(&t.id).unwrap_or_default() {
+        for b in state.engine.schedule(&t.id).unwrap_or_default() {
             let name = b.name.replace('\\', "\\\\").replace('"', "\\\"");
             let _ = writeln!(
                 out,

@@ -208,6 +208,28 @@ async fn scheduled_rotation_with_time_shift_overlap_and_grace() {
     let status = api.status_of("acg").await;
     assert_eq!(status["currentKeyId"], first_key.as_str());
     assert_eq!(status["problems"], json!([]), "{status}");
+    // The metrics' gauges agree with the status report.
+    let (_, _, metrics) = server
+        .send(
+            Method::GET,
+            &format!("{}/metrics", server.authority()),
+            None,
+            None,
+        )
+        .await;
+    let metrics = metrics.as_str().unwrap();
+    for line in [
+        format!(
+            "lockstep_credential_expiry_timestamp_seconds{{binding=\"acg\"}} {}",
+            status["currentExpires"].as_i64().unwrap()
+        ),
+        format!(
+            "lockstep_rotation_next_due_timestamp_seconds{{binding=\"acg\"}} {}",
+            status["nextRotation"].as_i64().unwrap()
+        ),
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
 
     // 71 days later the scheduler rotates; the previous credential stays
     // valid for the grace period, then is revoked.
