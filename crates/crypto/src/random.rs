@@ -21,6 +21,20 @@ pub fn guid() -> String {
     format_guid(bytes::<16>())
 }
 
+/// A GUID for request ids: unique (a random 64-bit prefix chosen once per
+/// process, then a counter) and much cheaper than [`guid`], but not
+/// unpredictable: never use it for anything an attacker must not guess.
+pub fn request_guid() -> String {
+    static PREFIX: std::sync::OnceLock<[u8; 8]> = std::sync::OnceLock::new();
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(bytes::<8>);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(prefix);
+    b[8..].copy_from_slice(&n.to_be_bytes());
+    format_guid(b)
+}
+
 fn format_guid(mut b: [u8; 16]) -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
@@ -71,5 +85,16 @@ mod tests {
         assert_eq!(&g[14..15], "4");
         let s = client_secret();
         assert_eq!(s.len(), 43);
+    }
+
+    #[test]
+    fn request_guids_are_guids_and_never_repeat() {
+        let ids: std::collections::HashSet<String> = (0..10_000).map(|_| request_guid()).collect();
+        assert_eq!(ids.len(), 10_000);
+        for g in ids.iter().take(10) {
+            assert_eq!(g.len(), 36);
+            assert_eq!(&g[14..15], "4");
+            assert!(matches!(&g[19..20], "8" | "9" | "a" | "b"), "{g}");
+        }
     }
 }

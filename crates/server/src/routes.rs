@@ -163,7 +163,7 @@ async fn by_host(State(state): State<Shared>, req: Request, next: Next) -> Respo
 /// audit middleware as a [`RequestId`] extension.
 async fn request_id(State(state): State<Shared>, mut req: Request, next: Next) -> Response {
     let client_id = req.headers().get("x-ms-client-request-id").cloned();
-    let id = lockstep_crypto::random::guid();
+    let id = lockstep_crypto::random::request_guid();
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
