@@ -181,6 +181,14 @@ impl Server {
         self.admin_token("https://vault.localhost").await
     }
 
+    /// The text of `GET /metrics` (which must answer 200).
+    pub async fn metrics(&self) -> String {
+        let url = format!("{}/metrics", self.authority());
+        let (status, _, body) = self.send(reqwest::Method::GET, &url, None, None).await;
+        assert_eq!(status, 200, "GET /metrics: {body}");
+        body.as_str().unwrap_or_default().to_owned()
+    }
+
     /// Sends a request with a bearer token and optional JSON body; returns
     /// the status, headers and body (Null when empty, a string when not JSON).
     pub async fn send(

@@ -11,18 +11,6 @@ use serde_json::json;
 
 const SCOPE: &str = "api://lockstep/.default";
 
-async fn metrics(server: &Server) -> String {
-    let (_, _, v) = server
-        .send(
-            Method::GET,
-            &format!("{}/metrics", server.authority()),
-            None,
-            None,
-        )
-        .await;
-    v.as_str().unwrap_or_default().to_owned()
-}
-
 #[tokio::test]
 async fn repeated_bad_secrets_alert_but_never_lock_out_the_right_secret() {
     let server = Server::start().await;
@@ -65,7 +53,7 @@ async fn repeated_bad_secrets_alert_but_never_lock_out_the_right_secret() {
         .token_response(app_id, pw["secretText"].as_str().unwrap(), SCOPE)
         .await;
     assert_eq!(status, 200, "the right secret still works: {body}");
-    let m = metrics(&server).await;
+    let m = server.metrics().await;
     assert!(
         m.contains("lockstep_token_bad_secret_alerts_total 1"),
         "{m}"
@@ -124,7 +112,7 @@ async fn repeated_wrong_passwords_are_throttled_per_address_and_user() {
         200,
         "not locked out from another address"
     );
-    let m = metrics(&server).await;
+    let m = server.metrics().await;
     assert!(m.contains("lockstep_login_lockouts_total 1"), "{m}");
     let audit = std::fs::read_to_string(server.data_dir().join("audit.log")).unwrap();
     assert!(audit.contains("RepeatedFailedSignIns"));

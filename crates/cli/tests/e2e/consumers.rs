@@ -165,17 +165,9 @@ where
 
 /// The `lockstep_watched_secrets` gauge.
 pub async fn watched_secrets(server: &Server) -> u64 {
-    let (status, _, body) = server
-        .send(
-            Method::GET,
-            &format!("{}/metrics", server.authority()),
-            None,
-            None,
-        )
-        .await;
-    assert_eq!(status, 200);
-    body.as_str()
-        .unwrap_or("")
+    server
+        .metrics()
+        .await
         .lines()
         .find_map(|l| l.strip_prefix("lockstep_watched_secrets "))
         .and_then(|n| n.trim().parse().ok())

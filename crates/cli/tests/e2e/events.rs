@@ -366,16 +366,7 @@ async fn a_new_version_is_delivered_signed_retried_and_filtered() {
     assert_eq!(expired["data"]["EXP"], exp);
     assert_ne!(expired["id"], first["id"]);
 
-    let (status, _, metrics) = server
-        .send(
-            Method::GET,
-            &format!("{}/metrics", server.authority()),
-            None,
-            None,
-        )
-        .await;
-    assert_eq!(status, 200);
-    let metrics = metrics.as_str().unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains("lockstep_webhook_attempts_total{outcome=\"delivered\"} 3\n"),
         "{metrics}"

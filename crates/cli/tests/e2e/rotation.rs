@@ -209,15 +209,7 @@ async fn scheduled_rotation_with_time_shift_overlap_and_grace() {
     assert_eq!(status["currentKeyId"], first_key.as_str());
     assert_eq!(status["problems"], json!([]), "{status}");
     // The metrics' gauges agree with the status report.
-    let (_, _, metrics) = server
-        .send(
-            Method::GET,
-            &format!("{}/metrics", server.authority()),
-            None,
-            None,
-        )
-        .await;
-    let metrics = metrics.as_str().unwrap();
+    let metrics = server.metrics().await;
     for line in [
         format!(
             "lockstep_credential_expiry_timestamp_seconds{{binding=\"acg\"}} {}",
@@ -688,17 +680,9 @@ async fn a_failing_binding_raises_one_event_and_backs_off() {
         b["nextDue"].as_i64().unwrap() > status["now"].as_i64().unwrap() + 60,
         "{b}"
     );
-    let (_, _, metrics) = server
-        .send(
-            Method::GET,
-            &format!("{}/metrics", server.authority()),
-            None,
-            None,
-        )
-        .await;
-    assert!(metrics
-        .as_str()
-        .unwrap()
+    assert!(server
+        .metrics()
+        .await
         .contains("lockstep_rotations_total{result=\"failed\"} 1"));
 }
 
