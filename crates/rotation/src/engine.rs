@@ -266,7 +266,6 @@ pub struct Engine {
     clock: SharedClock,
     events: Arc<dyn EventSink>,
     http: reqwest::Client,
-    /// Serializes run creation so a binding never gets two active runs.
     /// Bindings whose run request is being admitted (checked for a run in
     /// progress and recorded): one request per binding at a time, requests
     /// for different bindings in parallel.

@@ -1,7 +1,7 @@
 //! Persistence. [`Store`] is what the domain crates need; [`SqliteStore`] is
 //! the embedded implementation (one SQLite database in WAL mode, one writer
-//! with group commit,
-//! a pool of readers so that reads never wait on a global lock).
+//! with group commit, a pool of readers so that reads never wait on a
+//! global lock).
 
 mod group_commit;
 mod records;

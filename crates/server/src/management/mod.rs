@@ -83,8 +83,6 @@ pub(crate) fn authenticated(
     Ok(principal)
 }
 
-/// Authenticates the caller and checks `action` at the scope built from its
-/// tenant; both are recorded in the request's audit context.
 /// Runs domain work that may wait for the disk on the blocking pool, and
 /// maps its error to the management API's shape.
 pub(crate) async fn blocking<T, E>(
@@ -102,6 +100,8 @@ where
         .map_err(Into::into)
 }
 
+/// Authenticates the caller and checks `action` at the scope built from its
+/// tenant; both are recorded in the request's audit context.
 pub(crate) fn caller(
     state: &Shared,
     headers: &HeaderMap,

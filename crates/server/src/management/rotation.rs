@@ -54,7 +54,6 @@ fn body<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-/// Runs a blocking engine call off the async workers.
 fn owned_binding(state: &Shared, name: &str, tenant: &str) -> Result<Binding, ApiError> {
     let b = state.engine.binding(name)?;
     if b.tenant_id != tenant {

@@ -90,7 +90,6 @@ fn body<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-/// Runs a store-writing operation on the blocking pool.
 /// Body of `POST /lockstep/v1/subscriptions`.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
