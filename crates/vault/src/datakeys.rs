@@ -1,32 +1,23 @@
 //! A bounded cache of unwrapped data keys, so that reading a hot secret
 //! does not unwrap its key on every request.
 
-use std::collections::HashMap;
 use std::sync::RwLock;
 
 use lockstep_crypto::DataKey;
 
-type Entries = HashMap<String, (Vec<u8>, DataKey)>;
+use crate::generations::Generations;
+
+/// A cached key and the wrapped key it was unwrapped from.
+type Entry = (Vec<u8>, DataKey);
 
 /// Unwrapped data keys by version id, each with the wrapped key it was
 /// unwrapped from. A version id is not unique across vaults (a backup can be
 /// restored into another vault, or into a vault re-created under the same
 /// name, with new data keys), so a hit counts only when the row's wrapped key
-/// is the one cached.
-///
-/// Two generations bound it: new keys go into the current one; when it is
-/// full it becomes the previous one (the older previous generation is
-/// dropped) and a key found in the previous generation moves back to the
-/// current one. Keys in use stay; eviction costs O(1) per insert.
+/// is the one cached. Bounded by count, in two generations (see
+/// `generations.rs`): keys in use stay.
 pub struct DataKeyCache {
-    capacity: usize,
-    gens: RwLock<Generations>,
-}
-
-#[derive(Default)]
-struct Generations {
-    current: Entries,
-    previous: Entries,
+    gens: RwLock<Generations<Entry>>,
 }
 
 impl DataKeyCache {
@@ -34,55 +25,54 @@ impl DataKeyCache {
     /// `capacity / 2`).
     pub fn new(capacity: usize) -> Self {
         Self {
-            capacity: (capacity / 2).max(1),
-            gens: RwLock::new(Generations::default()),
+            gens: RwLock::new(Generations::new(capacity, |_| 1)),
         }
     }
 
     /// The cached key of `version`, if it was unwrapped from `wrapped`.
     pub fn get(&self, version: &str, wrapped: &[u8]) -> Option<DataKey> {
-        let hit = |e: &Entries| {
-            e.get(version)
-                .filter(|(w, _)| w.as_slice() == wrapped)
+        let hit = |e: Option<&Entry>| {
+            e.filter(|(w, _)| w.as_slice() == wrapped)
                 .map(|(_, k)| k.clone())
         };
-        let (current, previous) = {
+        let in_previous = {
             let g = self.gens.read().unwrap_or_else(|p| p.into_inner());
-            (hit(&g.current), hit(&g.previous))
+            if let Some(key) = hit(g.current(version)) {
+                return Some(key);
+            }
+            hit(g.previous(version)).is_some()
         };
-        if current.is_some() {
-            return current;
+        if !in_previous {
+            return None;
         }
-        let key = previous?;
-        self.put(version, wrapped, key.clone());
-        Some(key)
+        let mut g = self.gens.write().unwrap_or_else(|p| p.into_inner());
+        let (entry, evicted) = g.revive(version);
+        let key = hit(entry);
+        drop(g);
+        drop(evicted);
+        key
     }
 
     /// Remembers the key of `version`, unwrapped from `wrapped`.
     pub fn put(&self, version: &str, wrapped: &[u8], key: DataKey) {
         let mut g = self.gens.write().unwrap_or_else(|p| p.into_inner());
-        g.previous.remove(version);
-        if g.current.len() >= self.capacity && !g.current.contains_key(version) {
-            g.previous = std::mem::take(&mut g.current);
-        }
-        g.current
-            .insert(version.to_owned(), (wrapped.to_vec(), key));
+        let evicted = g.insert(version.to_owned(), (wrapped.to_vec(), key));
+        drop(g);
+        drop(evicted);
     }
 
     /// Forgets the keys of versions that no longer exist.
     pub fn forget(&self, versions: impl IntoIterator<Item = String>) {
         let mut g = self.gens.write().unwrap_or_else(|p| p.into_inner());
         for v in versions {
-            g.current.remove(&v);
-            g.previous.remove(&v);
+            g.remove(&v);
         }
     }
 
     /// How many keys are cached.
     #[cfg(test)]
     fn len(&self) -> usize {
-        let g = self.gens.read().unwrap_or_else(|p| p.into_inner());
-        g.current.len() + g.previous.len()
+        self.gens.read().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
 

@@ -10,32 +10,24 @@
 //! drop, keeps a read that fetched a row before a change from putting the
 //! old row back afterwards.
 //!
-//! Bounded by bytes, with two generations like the data-key cache: new
-//! entries go into the current generation; when it holds half the budget it
-//! becomes the previous one (the older previous one is dropped), and an
-//! entry found there moves back. Eviction is O(1) and secrets in use stay.
+//! Bounded by bytes, in two generations like the data-key cache (see
+//! `generations.rs`): secrets in use stay.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use lockstep_store::VersionRow;
 
+use crate::generations::Generations;
+
 /// Bytes an entry is counted for besides its sealed value.
 const ENTRY_OVERHEAD: usize = 256;
 
 pub(crate) struct LatestCache {
-    gens: RwLock<Generations>,
+    gens: RwLock<Generations<Arc<VersionRow>>>,
+    /// Bumped by every drop, so that a read that fetched a row before a
+    /// change does not put it back after.
     generation: AtomicU64,
-    /// Bytes one generation may hold.
-    half_budget: usize,
-}
-
-#[derive(Default)]
-struct Generations {
-    current: HashMap<String, Arc<VersionRow>>,
-    current_bytes: usize,
-    previous: HashMap<String, Arc<VersionRow>>,
 }
 
 fn key(vault: &str, name_key: &str) -> String {
@@ -46,7 +38,7 @@ fn key(vault: &str, name_key: &str) -> String {
     k
 }
 
-fn size(row: &VersionRow) -> usize {
+fn size(row: &Arc<VersionRow>) -> usize {
     row.ciphertext.len() + row.wrapped_dek.len() + ENTRY_OVERHEAD
 }
 
@@ -54,9 +46,8 @@ impl LatestCache {
     /// A cache holding at most about `budget` bytes.
     pub(crate) fn new(budget: usize) -> Self {
         Self {
-            gens: RwLock::new(Generations::default()),
+            gens: RwLock::new(Generations::new(budget, size)),
             generation: AtomicU64::new(0),
-            half_budget: (budget / 2).max(1),
         }
     }
 
@@ -69,22 +60,23 @@ impl LatestCache {
         load: impl FnOnce() -> Result<Option<VersionRow>, E>,
     ) -> Result<Option<Arc<VersionRow>>, E> {
         let k = key(vault, name_key);
+        if let Some(row) = self
+            .gens
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .current(&k)
         {
-            let gens = self.gens.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(row) = gens.current.get(&k) {
-                return Ok(Some(row.clone()));
-            }
+            return Ok(Some(row.clone()));
         }
         let before = self.generation.load(Ordering::Acquire);
         {
             let mut gens = self.gens.write().unwrap_or_else(|p| p.into_inner());
-            if let Some(row) = gens.previous.remove(&k) {
-                let bytes = size(&row);
-                let found = row.clone();
-                let dropped = Self::insert_locked(self.half_budget, &mut gens, k, row, bytes);
-                drop(gens);
-                drop(dropped);
-                return Ok(Some(found));
+            let (found, evicted) = gens.revive(&k);
+            let found = found.cloned();
+            drop(gens);
+            drop(evicted);
+            if found.is_some() {
+                return Ok(found);
             }
         }
         let Some(row) = load()? else {
@@ -93,54 +85,25 @@ impl LatestCache {
         let row = Arc::new(row);
         let mut gens = self.gens.write().unwrap_or_else(|p| p.into_inner());
         if self.generation.load(Ordering::Acquire) == before {
-            let bytes = size(&row);
-            let dropped = Self::insert_locked(self.half_budget, &mut gens, k, row.clone(), bytes);
-            // A dropped generation is freed after the lock is released:
-            // freeing tens of thousands of entries takes milliseconds.
+            let evicted = gens.insert(k, row.clone());
             drop(gens);
-            drop(dropped);
+            drop(evicted);
         }
         Ok(Some(row))
     }
 
-    /// Inserts an entry; returns the generation it pushed out, if any, for
-    /// the caller to drop outside the lock.
-    fn insert_locked(
-        half_budget: usize,
-        gens: &mut Generations,
-        k: String,
-        row: Arc<VersionRow>,
-        bytes: usize,
-    ) -> Option<HashMap<String, Arc<VersionRow>>> {
-        let mut dropped = None;
-        if gens.current_bytes + bytes > half_budget && !gens.current.is_empty() {
-            let full = std::mem::take(&mut gens.current);
-            dropped = Some(std::mem::replace(&mut gens.previous, full));
-            gens.current_bytes = 0;
-        }
-        gens.current_bytes += bytes;
-        if let Some(old) = gens.current.insert(k, row) {
-            gens.current_bytes = gens.current_bytes.saturating_sub(size(&old));
-        }
-        dropped
-    }
-
     /// Drops a secret's entry (after a change to it was committed).
     pub(crate) fn forget(&self, vault: &str, name_key: &str) {
-        let k = key(vault, name_key);
         let mut gens = self.gens.write().unwrap_or_else(|p| p.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
-        if let Some(old) = gens.current.remove(&k) {
-            gens.current_bytes = gens.current_bytes.saturating_sub(size(&old));
-        }
-        gens.previous.remove(&k);
+        gens.remove(&key(vault, name_key));
     }
 
     /// Drops every entry (after a change to many secrets).
     pub(crate) fn clear(&self) {
         let mut gens = self.gens.write().unwrap_or_else(|p| p.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
-        let old = std::mem::take(&mut *gens);
+        let old = gens.take();
         drop(gens);
         drop(old);
     }
@@ -251,7 +214,6 @@ mod tests {
             .unwrap();
             assert!(!loaded || i == 0, "hot was evicted at {i}");
         }
-        let gens = c.gens.read().unwrap();
-        assert!(gens.current.len() + gens.previous.len() <= 18);
+        assert!(c.gens.read().unwrap().len() <= 18);
     }
 }

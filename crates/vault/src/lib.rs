@@ -7,6 +7,7 @@
 mod backup;
 mod datakeys;
 mod error;
+mod generations;
 mod latest;
 mod paging;
 mod service;
