@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use lockstep_core::SharedClock;
+use lockstep_core::{Remembered, SharedClock};
 use lockstep_crypto::hash::SecretHasher;
 use lockstep_crypto::random;
 use lockstep_store::{AppRow, CredentialRow, ServicePrincipalRow, Store, StoreError, TenantRow};
@@ -82,9 +82,12 @@ pub struct Directory {
     /// Tenants looked up so far. A tenant row never changes and is never
     /// deleted, so an entry stays right; only existing tenants are kept
     /// (bounded by their number). Every token request needs its tenant.
-    tenants: std::sync::RwLock<std::collections::HashMap<String, TenantRow>>,
-    /// What the token endpoint reads about an app, by application id.
-    clients: ClientCache,
+    tenants: Remembered<TenantRow>,
+    /// What the token endpoint reads about an app, by application id. Every
+    /// change to an app or its credentials made through the directory
+    /// empties it after the change is committed and before the change
+    /// returns, so a secret removed is refused at once.
+    clients: Remembered<Arc<Client>>,
 }
 
 /// What authenticating an app needs, read together: the live app, its
@@ -99,51 +102,8 @@ pub struct Client {
     pub credentials: Vec<CredentialRow>,
 }
 
-/// Clients read recently. Every change to an app or its credentials made
-/// through the directory empties it after the change is committed and
-/// before the change returns, so a secret removed is refused at once; a
-/// generation counter keeps a read that raced with a change from putting
-/// what it read back. Holds only existing apps, and at most
-/// [`MAX_CACHED_CLIENTS`] of them.
-#[derive(Default)]
-struct ClientCache {
-    map: std::sync::RwLock<std::collections::HashMap<String, Arc<Client>>>,
-    generation: std::sync::atomic::AtomicU64,
-}
-
+/// At most this many clients are kept in memory.
 const MAX_CACHED_CLIENTS: usize = 100_000;
-
-impl ClientCache {
-    fn get(&self, app_id: &str) -> Option<Arc<Client>> {
-        self.map
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(app_id)
-            .cloned()
-    }
-
-    fn generation(&self) -> u64 {
-        self.generation.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    fn put(&self, app_id: String, client: Arc<Client>, read_at: u64) {
-        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-        if self.generation() != read_at {
-            return;
-        }
-        if map.len() >= MAX_CACHED_CLIENTS {
-            map.clear();
-        }
-        map.insert(app_id, client);
-    }
-
-    fn clear(&self) {
-        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        map.clear();
-    }
-}
 
 impl Directory {
     /// A directory over `store`, hashing client secrets with `hasher`.
@@ -152,8 +112,8 @@ impl Directory {
             store,
             clock,
             hasher,
-            tenants: Default::default(),
-            clients: ClientCache::default(),
+            tenants: Remembered::new(usize::MAX),
+            clients: Remembered::new(MAX_CACHED_CLIENTS),
         }
     }
 
@@ -176,22 +136,9 @@ impl Directory {
     /// Looks a tenant up.
     pub fn tenant(&self, id: &str) -> Result<Option<TenantRow>, DirectoryError> {
         let key = id.to_ascii_lowercase();
-        if let Some(t) = self
+        Ok(self
             .tenants
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            return Ok(Some(t.clone()));
-        }
-        let found = self.store.tenant_get(&key)?;
-        if let Some(t) = &found {
-            self.tenants
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key, t.clone());
-        }
-        Ok(found)
+            .get_or_load(&key, || self.store.tenant_get(&key))?)
     }
 
     /// Creates an app registration and its service principal.
@@ -421,20 +368,16 @@ impl Directory {
     /// application id (from memory when it was read recently).
     pub fn client(&self, app_id: &str) -> Result<Option<Arc<Client>>, DirectoryError> {
         let app_id = app_id.to_ascii_lowercase();
-        if let Some(c) = self.clients.get(&app_id) {
-            return Ok(Some(c));
-        }
-        let read_at = self.clients.generation();
-        let Some(app) = self.store.app_by_app_id(&app_id)? else {
-            return Ok(None);
-        };
-        let client = Arc::new(Client {
-            service_principal: self.store.sp_by_app_id(&app.app_id)?,
-            credentials: self.store.credential_list(&app.object_id)?,
-            app,
-        });
-        self.clients.put(app_id, client.clone(), read_at);
-        Ok(Some(client))
+        self.clients.get_or_load(&app_id, || {
+            let Some(app) = self.store.app_by_app_id(&app_id)? else {
+                return Ok(None);
+            };
+            Ok(Some(Arc::new(Client {
+                service_principal: self.store.sp_by_app_id(&app.app_id)?,
+                credentials: self.store.credential_list(&app.object_id)?,
+                app,
+            })))
+        })
     }
 
     /// The password credentials of an app.

@@ -1,10 +1,10 @@
 //! The vault operations.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
-use lockstep_core::{SecretAttributes, SecretLimits, SecretName, SharedClock, Tags, VersionId};
+use lockstep_core::{
+    Remembered, SecretAttributes, SecretLimits, SecretName, SharedClock, Tags, VersionId,
+};
 use lockstep_crypto::{DataKey, Kek, SecretBytes, WrappedKey};
 use lockstep_store::{Deletion, Store, StoreError, VersionRow};
 use zeroize::Zeroizing;
@@ -103,26 +103,18 @@ pub struct Vaults {
     clock: SharedClock,
     keys: DataKeyCache,
     watchers: Watchers,
-    resolved: ResolvedVaults,
+    /// Vaults resolved so far, by name. A vault's owner never changes while
+    /// it exists, so an entry stays right until the vault is deleted, and
+    /// deleting a vault calls [`Vaults::forget`]. Only existing vaults are
+    /// remembered (bounded by the number of vaults). This saves a database
+    /// read on every data-plane request.
+    resolved: Remembered<VaultRef>,
     latest: LatestCache,
 }
 
 /// Memory for the latest versions of recently read secrets (sealed values
 /// and metadata; see `latest.rs`).
 const LATEST_CACHE_BYTES: usize = 64 << 20;
-
-/// Vaults resolved so far, by name. A vault's owner never changes while it
-/// exists, so an entry stays right until the vault is deleted, and deleting
-/// a vault calls [`Vaults::forget`]. Only existing vaults are remembered
-/// (bounded by the number of vaults). This saves a database read on every
-/// data-plane request.
-#[derive(Default)]
-struct ResolvedVaults {
-    map: RwLock<HashMap<String, VaultRef>>,
-    /// Bumped by every `forget`, so that a lookup that read the database
-    /// before a deletion does not put the deleted vault back.
-    generation: AtomicU64,
-}
 
 fn meta_of(row: &VersionRow) -> SecretVersion {
     SecretVersion {
@@ -162,7 +154,7 @@ impl Vaults {
             clock,
             keys: DataKeyCache::new(100_000),
             watchers: Watchers::default(),
-            resolved: ResolvedVaults::default(),
+            resolved: Remembered::new(usize::MAX),
             latest: LatestCache::new(LATEST_CACHE_BYTES),
         }
     }
@@ -170,34 +162,20 @@ impl Vaults {
     /// Resolves a vault by name.
     pub fn vault(&self, name: &str) -> Result<VaultRef, VaultError> {
         let key = name.to_ascii_lowercase();
-        let r = &self.resolved;
-        if let Some(v) = r.map.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
-            return Ok(v.clone());
-        }
-        let generation = r.generation.load(Ordering::Acquire);
-        let row = self
-            .store
-            .vault_get(&key)?
-            .ok_or_else(|| VaultError::VaultNotFound(name.to_owned()))?;
-        let vault = VaultRef {
-            name: row.name,
-            tenant_id: row.tenant_id,
-        };
-        let mut map = r.map.write().unwrap_or_else(|p| p.into_inner());
-        if r.generation.load(Ordering::Acquire) == generation {
-            map.insert(key, vault.clone());
-        }
-        Ok(vault)
+        self.resolved
+            .get_or_load(&key, || {
+                Ok::<_, VaultError>(self.store.vault_get(&key)?.map(|row| VaultRef {
+                    name: row.name,
+                    tenant_id: row.tenant_id,
+                }))
+            })?
+            .ok_or_else(|| VaultError::VaultNotFound(name.to_owned()))
     }
 
     /// Drops what [`Vaults::vault`] remembers about vault `name`; called
     /// after the vault is deleted.
     pub fn forget(&self, name: &str) {
-        let r = &self.resolved;
-        let mut map = r.map.write().unwrap_or_else(|p| p.into_inner());
-        r.generation.fetch_add(1, Ordering::AcqRel);
-        map.remove(&name.to_ascii_lowercase());
-        drop(map);
+        self.resolved.forget(&name.to_ascii_lowercase());
         // Its secrets went with it (a vault of the same name made later
         // starts empty).
         self.latest.clear();
