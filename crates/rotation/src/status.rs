@@ -2,7 +2,11 @@
 //! has drifted from what Lockstep expects.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use lockstep_identity::directory::Client;
+use lockstep_store::CredentialRow;
+use lockstep_vault::{SecretVersion, VaultRef};
 use serde::Serialize;
 
 use crate::engine::{Binding, Engine, RotationError, TAG_KEY_ID};
@@ -54,6 +58,30 @@ pub struct Scheduled {
     pub current_expires: Option<i64>,
 }
 
+/// What a binding holds now.
+struct Current {
+    /// Its vault, if it exists.
+    vault: Option<VaultRef>,
+    /// The secret's latest version.
+    version: Option<SecretVersion>,
+    /// The credential key id that version holds.
+    key_id: Option<String>,
+    /// The source app with its credentials, if it exists.
+    client: Option<Arc<Client>>,
+}
+
+impl Current {
+    /// The credential the current version holds, if it still exists.
+    fn credential(&self) -> Option<&CredentialRow> {
+        let key = self.key_id.as_ref()?;
+        self.client
+            .as_ref()?
+            .credentials
+            .iter()
+            .find(|c| &c.key_id == key)
+    }
+}
+
 impl Engine {
     /// Raises `Lockstep.CredentialNearExpiry` once per current credential
     /// that expires within its binding's `notifyBefore`; returns how many
@@ -97,25 +125,9 @@ impl Engine {
     /// (Self::status) it checks no drift, so it reads only what is kept in
     /// memory once read (the latest version, the app's credentials).
     pub fn schedule(&self, tenant: &str) -> Result<Vec<Scheduled>, RotationError> {
-        let (vaults, directory, _) = self.parts();
-        let internal = |e: String| RotationError::Internal(e);
         let mut out = Vec::new();
         for b in self.bindings(tenant)? {
-            let (vault, secret) = b.vault_secret();
-            let current_key = match vaults.vault(vault) {
-                Ok(v) => vaults
-                    .latest_meta(&v, secret)
-                    .map_err(|e| internal(e.to_string()))?
-                    .and_then(|m| m.tags.get(TAG_KEY_ID).cloned()),
-                Err(_) => None,
-            };
-            let current_expires = match &current_key {
-                Some(k) => directory
-                    .client(b.app_id())
-                    .map_err(|e| internal(e.to_string()))?
-                    .and_then(|c| c.credentials.iter().find(|c| &c.key_id == k).map(|c| c.end)),
-                None => None,
-            };
+            let current_expires = self.current(&b)?.credential().map(|c| c.end);
             out.push(Scheduled {
                 next_rotation: b.next_due,
                 current_expires,
@@ -125,45 +137,55 @@ impl Engine {
         Ok(out)
     }
 
-    fn status_of(&self, b: &Binding, pending: Vec<String>) -> Result<BindingStatus, RotationError> {
-        let (vaults, directory, clock) = self.parts();
-        let now = clock.unix();
-        let (vault, secret) = b.vault_secret();
-        let mut problems = Vec::new();
+    /// What `b` holds now: the latest version and the app with its
+    /// credentials are read from memory when they were read recently.
+    fn current(&self, b: &Binding) -> Result<Current, RotationError> {
+        let (vaults, directory, _) = self.parts();
         let internal = |e: String| RotationError::Internal(e);
-        let app = directory
-            .app_by_app_id(b.app_id())
-            .map_err(|e| internal(e.to_string()))?;
-        let creds = match &app {
-            Some(a) => directory
-                .credentials(&a.object_id)
-                .map_err(|e| internal(e.to_string()))?,
-            None => {
-                problems.push(Problem {
-                    kind: "SourceMissing",
-                    message: format!("the app {} no longer exists", b.app_id()),
-                });
-                Vec::new()
-            }
-        };
+        let (vault, secret) = b.vault_secret();
         let vref = vaults.vault(vault).ok();
-        let versions = match &vref {
-            Some(v) => vaults.all_versions(v, secret).unwrap_or_default(),
-            None => Vec::new(),
-        };
-        let current = match &vref {
+        let version = match &vref {
             Some(v) => vaults
                 .latest_meta(v, secret)
                 .map_err(|e| internal(e.to_string()))?,
             None => None,
         };
-        let current_key = current
-            .as_ref()
-            .and_then(|v| v.tags.get(TAG_KEY_ID).cloned());
-        let current_cred = current_key
-            .as_ref()
-            .and_then(|k| creds.iter().find(|c| &c.key_id == k));
-        match (&current, &current_key, current_cred) {
+        Ok(Current {
+            key_id: version
+                .as_ref()
+                .and_then(|v| v.tags.get(TAG_KEY_ID).cloned()),
+            version,
+            vault: vref,
+            client: directory
+                .client(b.app_id())
+                .map_err(|e| internal(e.to_string()))?,
+        })
+    }
+
+    fn status_of(&self, b: &Binding, pending: Vec<String>) -> Result<BindingStatus, RotationError> {
+        let (vaults, _, clock) = self.parts();
+        let now = clock.unix();
+        let (vault, secret) = b.vault_secret();
+        let mut problems = Vec::new();
+        let held = self.current(b)?;
+        let creds: &[CredentialRow] = match &held.client {
+            Some(c) => &c.credentials,
+            None => {
+                problems.push(Problem {
+                    kind: "SourceMissing",
+                    message: format!("the app {} no longer exists", b.app_id()),
+                });
+                &[]
+            }
+        };
+        let versions = match &held.vault {
+            Some(v) => vaults.all_versions(v, secret).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let current = held.version.as_ref();
+        let current_key = held.key_id.as_ref();
+        let current_cred = held.credential();
+        match (current, current_key, current_cred) {
             (None, _, _) => problems.push(Problem {
                 kind: "SecretMissing",
                 message: format!("{vault}/{secret} has no current version"),
@@ -186,7 +208,7 @@ impl Engine {
             .iter()
             .filter_map(|v| v.tags.get(TAG_KEY_ID).map(String::as_str))
             .collect();
-        for c in &creds {
+        for c in creds {
             if !referenced.contains(c.key_id.as_str()) && !pending.contains(&c.key_id) {
                 problems.push(Problem {
                     kind: "OrphanCredential",
@@ -223,7 +245,7 @@ impl Engine {
                 });
             }
         }
-        if let Some(exp) = current.as_ref().and_then(|v| v.attributes.exp) {
+        if let Some(exp) = current.and_then(|v| v.attributes.exp) {
             if exp <= now {
                 problems.push(Problem {
                     kind: "SecretExpired",
@@ -241,8 +263,8 @@ impl Engine {
             name: b.name.clone(),
             target: format!("{vault}/{secret}"),
             app_id: b.app_id().to_owned(),
-            current_version: current.as_ref().map(|v| v.version.clone()),
-            current_key_id: current_key,
+            current_version: current.map(|v| v.version.clone()),
+            current_key_id: current_key.cloned(),
             current_expires: current_cred.map(|c| c.end),
             next_rotation: b.next_due,
             last_run,
