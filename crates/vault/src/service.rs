@@ -645,11 +645,9 @@ impl Vaults {
 
     /// Purges deleted secrets whose recovery period has ended.
     pub fn purge_expired(&self) -> Result<usize, VaultError> {
-        let purged = self.store.purge_expired(self.clock.unix())?;
-        if purged > 0 {
-            self.latest.clear();
-        }
-        Ok(purged)
+        // Only deleted secrets are purged, and a deleted secret is never in
+        // the latest-version cache (deleting it dropped its entry).
+        Ok(self.store.purge_expired(self.clock.unix())?)
     }
 
     /// Live secrets, by name.
