@@ -78,6 +78,28 @@ impl<'a> Api<'a> {
         v
     }
 
+    /// Registers an app with one client secret; returns the app and the
+    /// secret's text.
+    pub async fn app_with_secret(&self, display_name: &str) -> (Value, String) {
+        let app = self
+            .ok(
+                Method::POST,
+                "/v1.0/applications",
+                Some(json!({ "displayName": display_name })),
+            )
+            .await;
+        let id = app["id"].as_str().unwrap();
+        let pw = self
+            .ok(
+                Method::POST,
+                &format!("/v1.0/applications/{id}/addPassword"),
+                Some(json!({})),
+            )
+            .await;
+        let secret = pw["secretText"].as_str().unwrap().to_owned();
+        (app, secret)
+    }
+
     /// Registers an app and binds it to `secret` in the default vault.
     pub async fn bound_app(&self, binding: &str, secret: &str, policy: Value) -> Value {
         let app = self
@@ -704,22 +726,9 @@ async fn time_shift_exists_only_in_development_mode() {
 async fn deleted_apps_can_be_restored_within_thirty_days() {
     let server = dev_server().await;
     let api = Api::new(&server).await;
-    let app = api
-        .ok(
-            Method::POST,
-            "/v1.0/applications",
-            Some(json!({"displayName": "restorable"})),
-        )
-        .await;
+    let (app, secret) = api.app_with_secret("restorable").await;
+    let secret = secret.as_str();
     let id = app["id"].as_str().unwrap();
-    let pw = api
-        .ok(
-            Method::POST,
-            &format!("/v1.0/applications/{id}/addPassword"),
-            Some(json!({})),
-        )
-        .await;
-    let secret = pw["secretText"].as_str().unwrap();
     let app_id = app["appId"].as_str().unwrap();
     api.ok(Method::DELETE, &format!("/v1.0/applications/{id}"), None)
         .await;

@@ -262,32 +262,16 @@ async fn consumers_see_no_failures_through_hundreds_of_rotations() {
     }
     // The consumers read with their own identity: Key Vault Secrets User.
     let reader = {
-        let created = api
-            .ok(
-                Method::POST,
-                "/v1.0/applications",
-                Some(json!({"displayName": "consumers"})),
-            )
-            .await;
-        let id = created["id"].as_str().unwrap();
-        let pw = api
-            .ok(
-                Method::POST,
-                &format!("/v1.0/applications/{id}/addPassword"),
-                Some(json!({})),
-            )
-            .await;
+        let (created, secret) = api.app_with_secret("consumers").await;
+        let app_id = created["appId"].as_str().unwrap().to_owned();
         grant(
             &server,
-            created["appId"].as_str().unwrap(),
+            &app_id,
             "Key Vault Secrets User",
             "/vaults/default",
         )
         .await;
-        (
-            created["appId"].as_str().unwrap().to_owned(),
-            pw["secretText"].as_str().unwrap().to_owned(),
-        )
+        (app_id, secret)
     };
 
     // The protected API trusts Lockstep's published keys.
