@@ -323,10 +323,39 @@ def median_of(samples: list[Sample]) -> dict:
 
 
 # --------------------------------------------------------------------------
+# the systems measured
+
+
+class System:
+    """A server under test: a process, an HTTP client, and a readiness probe
+    that tells when it answers. Subclasses set name, process, http and log."""
+
+    name: str
+    process: Process
+    http: Client
+    log: Path
+    start_seconds: float | None = None
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def start(self) -> float:
+        """Starts the process; returns the seconds until it answered."""
+        t0 = time.monotonic()
+        self.process.start()
+        wait_until(self.ready, 60, self.name, self.process.proc, self.log)
+        self.start_seconds = time.monotonic() - t0
+        return self.start_seconds
+
+    def stop(self):
+        self.process.stop()
+
+
+# --------------------------------------------------------------------------
 # Lockstep
 
 
-class Lockstep:
+class Lockstep(System):
     name = "lockstep"
 
     def __init__(self, binary: Path, work: Path, cert: Path, key: Path, ca: Path, extra_args: list[str]):
@@ -345,18 +374,9 @@ class Lockstep:
             "--token-rate-limit", str(TOKEN_RATE_LIMIT), *extra_args], self.log, env)
         self.http = Client(self.port, ca)
         self.vault_host = f"default.{VAULT_SUFFIX}:{self.port}"
-        self.start_seconds: float | None = None
 
-    def start(self) -> float:
-        t0 = time.monotonic()
-        self.process.start()
-        wait_until(lambda: self.http.request("GET", "/healthz")[0] == 200, 60, "lockstep",
-                   self.process.proc, self.log)
-        self.start_seconds = time.monotonic() - t0
-        return self.start_seconds
-
-    def stop(self):
-        self.process.stop()
+    def ready(self) -> bool:
+        return self.http.request("GET", "/healthz")[0] == 200
 
     def token(self, client_id: str, secret: str, resource: str) -> str:
         v, _ = self.http.ok("POST", f"/{self.tenant}/oauth2/v2.0/token", form={
@@ -431,7 +451,7 @@ class Lockstep:
 # OpenBao
 
 
-class OpenBao:
+class OpenBao(System):
     name = "openbao"
 
     def __init__(self, binary: Path, work: Path, cert: Path, key: Path, ca: Path, storage: str):
@@ -474,18 +494,9 @@ audit "file" "file" {{
                                {**os.environ, "BAO_LOG_LEVEL": "warn"})
         self.http = Client(self.port, ca, host=f"127.0.0.1:{self.port}")
         self.host = f"127.0.0.1:{self.port}"
-        self.start_seconds: float | None = None
 
-    def start(self) -> float:
-        t0 = time.monotonic()
-        self.process.start()
-        wait_until(lambda: self.http.request("GET", "/v1/sys/health")[0] in (200, 429, 473, 501, 503),
-                   60, "openbao", self.process.proc, self.log)
-        self.start_seconds = time.monotonic() - t0
-        return self.start_seconds
-
-    def stop(self):
-        self.process.stop()
+    def ready(self) -> bool:
+        return self.http.request("GET", "/v1/sys/health")[0] in (200, 429, 473, 501, 503)
 
     def prepare(self):
         init, _ = self.http.ok("PUT", "/v1/sys/init", body={"secret_shares": 1, "secret_threshold": 1})
@@ -557,7 +568,7 @@ audit "file" "file" {{
 # the ceiling
 
 
-class Ceiling:
+class Ceiling(System):
     name = "ceiling"
 
     def __init__(self, binary: Path, work: Path, cert: Path, key: Path, ca: Path):
@@ -569,22 +580,13 @@ class Ceiling:
                                            "--cert", str(cert), "--key", str(key),
                                            "--bodies", str(self.bodies)], self.log)
         self.http = Client(self.port, ca)
-        self.start_seconds: float | None = None
 
     def set_bodies(self, bodies: dict[str, bytes]):
         for name, raw in bodies.items():
             (self.bodies / f"{name}.json").write_bytes(raw)
 
-    def start(self) -> float:
-        t0 = time.monotonic()
-        self.process.start()
-        wait_until(lambda: self.http.request("GET", "/get-small")[0] == 200, 60, "ceiling",
-                   self.process.proc, self.log)
-        self.start_seconds = time.monotonic() - t0
-        return self.start_seconds
-
-    def stop(self):
-        self.process.stop()
+    def ready(self) -> bool:
+        return self.http.request("GET", "/get-small")[0] == 200
 
     def script(self, name: str, method: str = "GET", body: str | None = None) -> str:
         hdrs = {"Host": f"localhost:{self.port}"}
