@@ -45,12 +45,14 @@ pub struct ConnectArgs {
     /// Client (application) id (default: the bootstrap admin).
     #[arg(long, global = true, env = "LOCKSTEP_CLIENT_ID")]
     client_id: Option<String>,
-    /// Client secret (prefer the environment variable to the flag).
+    /// Client secret (prefer the environment variable to the flag). It may
+    /// start with `-` (secrets are base64url).
     #[arg(
         long,
         global = true,
         env = "LOCKSTEP_CLIENT_SECRET",
-        hide_env_values = true
+        hide_env_values = true,
+        allow_hyphen_values = true
     )]
     client_secret: Option<String>,
     /// Vault host suffix (default: from the bootstrap file, else vault.localhost).

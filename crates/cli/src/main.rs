@@ -191,3 +191,25 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    #[test]
+    fn a_client_secret_may_start_with_a_hyphen() {
+        // Client secrets are base64url: one in 64 starts with `-`.
+        let parsed = Cli::try_parse_from([
+            "lockstep",
+            "vault",
+            "list",
+            "--client-id",
+            "00000000-0000-0000-0000-000000000000",
+            "--client-secret",
+            "-3abcDEF_ghi",
+        ]);
+        assert!(parsed.is_ok(), "{:?}", parsed.err().map(|e| e.to_string()));
+    }
+}
